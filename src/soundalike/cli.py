@@ -1,0 +1,67 @@
+"""The `soundalike` console script: one subcommand per tool, each implemented in the module named after it.
+
+Every subcommand module exposes `add_arguments(parser)` and `run(args) -> int | None`. A `UserError`
+raised anywhere becomes one line on stderr and exit status 2; Ctrl-C exits with 130.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import importlib.util
+import sys
+
+from .errors import UserError
+
+# subcommand -> (module, one-line help)
+COMMANDS = {
+    "demo-corpus": ("soundalike.demo_corpus", "write the bundled synthetic demo artist as 44.1 kHz stereo files"),
+    "slice": ("soundalike.slicing", "slice a folder of recordings into a training dataset"),
+    "train": ("soundalike.train", "train a model from a YAML config (resumes a killed run)"),
+    "evaluate": ("soundalike.evaluate", "NLL in bits per sample of a checkpoint on a dataset split"),
+    "render": ("soundalike.render", "generate audio from a checkpoint"),
+    "stats": ("soundalike.stats", "audio statistics and a noise / silence verdict for clips"),
+    "gallery": ("soundalike.gallery", "write an HTML page of a run's samples, renders and curves"),
+}
+
+
+def _module(name: str):
+    return importlib.import_module(COMMANDS[name][0])
+
+
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="soundalike", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, (modname, help_text) in COMMANDS.items():
+        if importlib.util.find_spec(modname) is None:
+            continue
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        # Only the chosen subcommand's module is imported (torch is slow to import).
+        if name == only:
+            _module(name).add_arguments(p)
+    return parser
+
+
+def main(argv: list[str] | None = None, command: str | None = None) -> int:
+    """Run a subcommand. `command` fixes the subcommand (for the thin root scripts train.py / render.py)."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if command is not None:
+        argv = [command, *argv]
+    only = next((a for a in argv if not a.startswith("-")), None)
+    parser = build_parser(only)
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 2
+    try:
+        return int(_module(args.command).run(args) or 0)
+    except UserError as e:
+        print(f"soundalike {args.command}: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"soundalike {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
