@@ -9,9 +9,9 @@ memory. Anything libsndfile cannot decode raises `UserError` with one line namin
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 import soundfile as sf
@@ -21,6 +21,7 @@ from .atomic import atomic_path
 from .errors import UserError
 
 SUPPORTED = "WAV (16/24/32-bit, float), FLAC, OGG/Vorbis, Opus, MP3, AIFF"
+HINT = f"readable formats: {SUPPORTED}"
 QUALITY = "HQ"
 BLOCK_FRAMES = 65536
 
@@ -41,13 +42,16 @@ class AudioInfo:
 
 
 def _unreadable(path: str | os.PathLike, err: Exception) -> UserError:
-    reason = " ".join(str(err).split())  # libsndfile messages can span lines; the CLI prints one
-    return UserError(f"{path}: not an audio file libsndfile can read ({reason}); readable formats: {SUPPORTED}")
+    # error_string leaves out the path the message names anyway; libsndfile's text can span lines.
+    reason = " ".join(str(getattr(err, "error_string", None) or err).split())
+    return UserError(f"{path}: not an audio file libsndfile can read ({reason}); {HINT}")
 
 
 def _open(path: str | os.PathLike) -> sf.SoundFile:
     if not Path(path).is_file():
         raise UserError(f"{path}: no such file")
+    if Path(path).stat().st_size == 0:
+        raise UserError(f"{path}: empty file (0 bytes)")
     try:
         f = sf.SoundFile(path)
     except (sf.SoundFileError, RuntimeError, TypeError) as e:
