@@ -1,0 +1,60 @@
+"""Checkpoints: one file holds the weights, the model's constructor arguments, the quantizer, the sample rate
+and the resolved config, so a checkpoint alone rebuilds the model and renders; training state rides along."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .atomic import atomic_path
+from .errors import UserError
+from .quantize import Quantizer
+
+FORMAT = 1
+
+
+def save_checkpoint(path: str | Path, payload: dict[str, Any]) -> None:
+    """Write `payload` (see `model_payload`) atomically: a kill leaves the old file or the new one."""
+    with atomic_path(path, suffix=".pt") as tmp:
+        torch.save({"format": FORMAT, **payload}, tmp)
+
+
+def model_payload(model: torch.nn.Module, quantizer: Quantizer, sample_rate: int, config: dict) -> dict:
+    """The part of a checkpoint that rebuilds and runs the model."""
+    return {
+        "family": config["model"]["family"],
+        "model_kwargs": dict(model.kwargs),
+        "model": model.state_dict(),
+        "quantizer": quantizer.to_dict(),
+        "sample_rate": int(sample_rate),
+        "config": config,
+    }
+
+
+def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """Read a checkpoint file, with a one-line error for a missing or unreadable one."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"{path}: checkpoint not found")
+    try:
+        ckpt = torch.load(path, map_location=map_location, weights_only=False)
+    except Exception as e:  # noqa: BLE001 (a truncated or foreign file: torch raises many kinds)
+        raise UserError(f"{path}: not a readable soundalike checkpoint ({type(e).__name__}: {e})") from None
+    if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT or "model_kwargs" not in ckpt:
+        raise UserError(f"{path}: not a soundalike checkpoint (format {FORMAT})")
+    return ckpt
+
+
+def build_model(ckpt: dict[str, Any]) -> torch.nn.Module:
+    """Rebuild the model of a checkpoint with its weights, in eval mode on the CPU."""
+    from .models import build
+
+    model = build(ckpt["family"], ckpt["model_kwargs"])
+    model.load_state_dict(ckpt["model"])
+    return model.eval()
+
+
+def quantizer_of(ckpt: dict[str, Any]) -> Quantizer:
+    return Quantizer(**ckpt["quantizer"])

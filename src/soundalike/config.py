@@ -1,0 +1,237 @@
+"""Typed configuration: YAML files mapped onto dataclasses, with dotted command-line overrides.
+
+A config file has the sections `data`, `model` and `train` plus a few top-level keys. Unknown keys and
+values of the wrong type are `UserError`s that name the key. `--set train.batch_size=32` overrides any field;
+the value is parsed as YAML (`--set model.frame_sizes=[2,4]`) and checked against the field's type.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import re
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .errors import UserError
+
+
+@dataclass
+class DataConfig:
+    path: str = "data/demo/dataset"  # a folder written by `soundalike slice`
+    quantization: str = "mulaw"  # linear | mulaw
+    q_levels: int = 256
+
+
+@dataclass
+class ModelConfig:
+    family: str = "samplernn"
+    # Frame-tier upsampling ratios, bottom tier first. The bottom tier's frame is frame_sizes[0] samples (also
+    # the sample-level MLP's context); each tier above is frame_sizes[k] times longer. [16, 4] is a 3-tier
+    # model with frames of 16 and 64 samples; the paper's 3-tier (frames 8 and 2) is [2, 4].
+    frame_sizes: list[int] = field(default_factory=lambda: [16, 4])
+    dim: int = 1024
+    n_rnn: int = 1
+    rnn_type: str = "gru"  # gru | lstm
+    emb_size: int = 256
+    skip_connections: bool = False  # every RNN layer's output feeds the tier's output projection
+    weight_norm: bool = True
+    learn_h0: bool = True  # learned initial state; zeros otherwise
+
+
+@dataclass
+class TrainConfig:
+    batch_size: int = 128
+    seq_len: int = 1024  # TBPTT subsequence length in samples
+    lr: float = 1e-3
+    warmup_steps: int = 0
+    grad_clip: float = 1.0
+    max_steps: int = 0  # 0: no limit
+    max_time: str = ""  # e.g. "3d", "12h", "90m", "600s"; empty: no limit
+    seed: int = 0
+    log_every: int = 50
+    val_every: int = 1000  # also writes checkpoints `latest` and `best`
+    val_batch_size: int = 64
+    ckpt_every: int = 5000  # numbered checkpoints step-N, the last `keep_last` kept
+    keep_last: int = 3
+    sample_count: int = 2  # clips rendered at each validation
+    sample_seconds: float = 2.0
+    sample_temperature: float = 1.0
+    threads: int = 0  # CPU threads for torch; 0: all cores
+    amp: bool = True  # bf16 autocast on CUDA
+
+
+@dataclass
+class Config:
+    name: str = ""  # run folder name under run_root; default: the config file's stem
+    run_root: str = "runs"
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    def digest(self) -> str:
+        """Short hash of the model and data sections (what a checkpoint's weights depend on)."""
+        blob = json.dumps({"data": dataclasses.asdict(self.data), "model": dataclasses.asdict(self.model)},
+                          sort_keys=True)
+        return hashlib.sha256(blob.encode()).hexdigest()[:8]
+
+
+def _check_value(key: str, tp: Any, value: Any) -> Any:
+    """Return `value` converted to type `tp`, or raise UserError naming `key`."""
+    origin = typing.get_origin(tp)
+    if origin is list:
+        (item_tp,) = typing.get_args(tp)
+        if not isinstance(value, list):
+            raise UserError(f"{key}: expected a list, got {value!r}")
+        return [_check_value(f"{key}[{i}]", item_tp, v) for i, v in enumerate(value)]
+    if origin in (typing.Union, types.UnionType):
+        errors = []
+        for option in typing.get_args(tp):
+            try:
+                return _check_value(key, option, value)
+            except UserError as e:
+                errors.append(str(e))
+        raise UserError(errors[0])
+    if tp is type(None):
+        if value is not None:
+            raise UserError(f"{key}: expected null, got {value!r}")
+        return None
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise UserError(f"{key}: expected true or false, got {value!r}")
+        return value
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise UserError(f"{key}: expected an integer, got {value!r}")
+        return value
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise UserError(f"{key}: expected a number, got {value!r}")
+        return float(value)
+    if tp is str:
+        if not isinstance(value, str):
+            raise UserError(f"{key}: expected a string, got {value!r}")
+        return value
+    raise AssertionError(f"unsupported config type {tp} for {key}")
+
+
+def from_dict(cls: type, data: Any, prefix: str = "") -> Any:
+    """Build dataclass `cls` from a nested dict, rejecting unknown keys and wrong types."""
+    if not isinstance(data, dict):
+        raise UserError(f"{prefix.rstrip('.') or 'config'}: expected a mapping, got {data!r}")
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    kwargs = {}
+    for key, value in data.items():
+        full = f"{prefix}{key}"
+        if key not in fields:
+            raise UserError(f"{full}: unknown key (known: {', '.join(fields)})")
+        tp = hints[key]
+        if dataclasses.is_dataclass(tp):
+            kwargs[key] = from_dict(tp, value, f"{full}.")
+        else:
+            kwargs[key] = _check_value(full, tp, value)
+    return cls(**kwargs)
+
+
+_OVERRIDE = re.compile(r"^([A-Za-z_][\w.]*)=(.*)$", re.DOTALL)
+
+
+def apply_overrides(raw: dict, overrides: list[str]) -> dict:
+    """Apply `section.key=value` strings to a raw config dict (values parsed as YAML)."""
+    for item in overrides:
+        m = _OVERRIDE.match(item)
+        if not m:
+            raise UserError(f"--set {item!r}: expected KEY=VALUE, e.g. train.batch_size=32")
+        key, text = m.groups()
+        try:
+            value = yaml.safe_load(text) if text.strip() else ""
+        except yaml.YAMLError as e:
+            raise UserError(f"--set {key}: cannot parse value {text!r}: {e.problem}") from None
+        node = raw
+        parts = key.split(".")
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise UserError(f"--set {key}: {part} is not a section")
+        node[parts[-1]] = value
+    return raw
+
+
+def load_config(path: str | Path | None, overrides: list[str] = ()) -> Config:
+    """Read a YAML config (or start from defaults if `path` is None), apply overrides, validate."""
+    raw: dict = {}
+    if path is not None:
+        path = Path(path)
+        if not path.is_file():
+            raise UserError(f"{path}: config file not found")
+        try:
+            raw = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as e:
+            raise UserError(f"{path}: not valid YAML: {e}") from None
+        if not isinstance(raw, dict):
+            raise UserError(f"{path}: expected a mapping of sections (data, model, train)")
+    raw = apply_overrides(raw, list(overrides))
+    cfg = from_dict(Config, raw)
+    if not cfg.name:
+        cfg.name = path.stem if path is not None else "default"
+    validate(cfg)
+    return cfg
+
+
+def validate(cfg: Config) -> None:
+    """Cross-field checks that types alone cannot express."""
+    m, t = cfg.model, cfg.train
+    if m.family not in ("samplernn",):
+        raise UserError(f"model.family: unknown family {m.family!r} (known: samplernn)")
+    if m.rnn_type not in ("gru", "lstm"):
+        raise UserError(f"model.rnn_type: expected gru or lstm, got {m.rnn_type!r}")
+    if not m.frame_sizes or any(f < 1 for f in m.frame_sizes):
+        raise UserError(f"model.frame_sizes: expected a non-empty list of positive integers, got {m.frame_sizes}")
+    for key in ("dim", "n_rnn", "emb_size"):
+        if getattr(m, key) < 1:
+            raise UserError(f"model.{key}: must be positive")
+    top = top_frame_size(m.frame_sizes)
+    if t.seq_len < top or t.seq_len % top:
+        raise UserError(f"train.seq_len: must be a multiple of the top frame size {top}, got {t.seq_len}")
+    for key in ("batch_size", "val_batch_size", "log_every", "val_every", "ckpt_every", "keep_last"):
+        if getattr(t, key) < 1:
+            raise UserError(f"train.{key}: must be positive")
+    parse_duration(t.max_time, "train.max_time")
+
+
+def top_frame_size(frame_sizes: list[int]) -> int:
+    """Samples per frame of the top tier: the product of the ratios."""
+    n = 1
+    for f in frame_sizes:
+        n *= f
+    return n
+
+
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_duration(text: str, key: str = "duration") -> float | None:
+    """'3d' / '12h' / '90m' / '600s' / '600' -> seconds; '' -> None."""
+    if not text:
+        return None
+    m = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*([smhd]?)\s*", text)
+    if not m:
+        raise UserError(f"{key}: expected a duration like 3d, 12h, 90m or 600s, got {text!r}")
+    return float(m.group(1)) * _UNITS[m.group(2) or "s"]
+
+
+def save_config(cfg: Config, path: str | Path) -> None:
+    """Write the resolved config as YAML, atomically."""
+    from .atomic import write_text
+
+    write_text(path, yaml.safe_dump(cfg.to_dict(), sort_keys=False))

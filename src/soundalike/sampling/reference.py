@@ -1,0 +1,68 @@
+"""The plain reference generator: one Python step per sample through the model's step-wise interface.
+
+Slow but obviously right; the fast engine is tested against it. Randomness contract (shared by every
+engine so that they produce the same samples for a seed): a `torch.Generator` seeded with `seed` on the CPU
+draws, for each block of `noise_block` samples, uniform noise of shape (B, noise_block, q_levels); the sample
+is argmax(logits / temperature + gumbel(noise)) (the Gumbel-max trick).
+"""
+
+from __future__ import annotations
+
+import torch
+
+NOISE_BLOCK = 1024
+
+
+def gumbel(u: torch.Tensor) -> torch.Tensor:
+    """Uniform (0, 1) noise -> standard Gumbel noise."""
+    tiny = torch.finfo(u.dtype).tiny
+    return -torch.log(-torch.log(u.clamp_min(tiny)).clamp_min(tiny))
+
+
+class NoiseStream:
+    """Pre-drawn Gumbel noise in blocks, consumed sample by sample, identical for every engine."""
+
+    def __init__(self, batch: int, q_levels: int, seed: int, block: int = NOISE_BLOCK):
+        self.gen = torch.Generator().manual_seed(seed)
+        self.batch, self.q_levels, self.block = batch, q_levels, block
+        self.buf: torch.Tensor | None = None
+        self.pos = block
+
+    def block_noise(self) -> torch.Tensor:
+        """The next whole block (B, block, q_levels)."""
+        return gumbel(torch.rand((self.batch, self.block, self.q_levels), generator=self.gen))
+
+    def next(self) -> torch.Tensor:
+        """Noise for one sample (B, q_levels)."""
+        if self.pos == self.block:
+            self.buf, self.pos = self.block_noise(), 0
+        self.pos += 1
+        return self.buf[:, self.pos - 1]
+
+
+@torch.no_grad()
+def generate(model, n_samples: int, batch: int = 1, temperature: float | torch.Tensor = 1.0,
+             seed: int = 0) -> torch.Tensor:
+    """Generate (B, n_samples) levels from silence with a SampleRNN-like step-wise model."""
+    model.eval()
+    device = next(model.parameters()).device
+    temp = torch.as_tensor(temperature, dtype=torch.float32).reshape(-1, 1).expand(batch, 1).to(device)
+    silence = model.q_levels // 2
+    lookback, fs = model.lookback, model.frame_sizes[0]
+    seq = torch.full((batch, lookback + n_samples), silence, dtype=torch.long, device=device)
+    states = model.initial_state(batch)
+    conds: list = [None] * len(model.tiers)
+    noise = NoiseStream(batch, model.q_levels, seed)
+    for t in range(n_samples):
+        pos = lookback + t
+        for k in reversed(range(len(model.tiers))):
+            n = model.tier_frames[k]
+            if t % n:
+                continue
+            upper = None
+            if k + 1 < len(model.tiers):
+                upper = conds[k + 1][:, (t // n) % model.frame_sizes[k + 1]]
+            conds[k], states[k] = model.tier_step(k, seq[:, pos - n:pos], upper, states[k])
+        logits = model.sample_logits(seq[:, pos - fs:pos], conds[0][:, t % fs])
+        seq[:, pos] = torch.argmax(logits.float() / temp + noise.next().to(device), dim=-1)
+    return seq[:, lookback:]

@@ -1,0 +1,422 @@
+"""`soundalike train` / `python train.py`: truncated-BPTT training that survives kills and resumes exactly.
+
+The run folder `runs/<name>/` holds the resolved config, `metrics.jsonl`, `train.log`, checkpoints and audio
+samples. Running the same command again resumes from `checkpoints/latest.pt` with the model, optimizer,
+scheduler, data-loader position, carried recurrent state and RNG state, so a resumed run ends with the same
+weights as an uninterrupted one (on CPU). Several GPUs or machines: `torchrun --nproc_per_node=K train.py ...`
+(PyTorch DDP; each rank reads its own shard of the data, rank 0 alone writes).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import math
+import os
+import signal
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from . import checkpoint as ckpt_io
+from . import models
+from .atomic import atomic_open
+from .config import Config, load_config, parse_duration, save_config
+from .data import AudioDataset, TBPTTLoader, eval_batches
+from .errors import UserError
+from .quantize import Quantizer
+
+LOG2 = math.log(2)
+
+
+class TrainingDiverged(UserError):
+    """The loss became NaN or infinite."""
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", help="YAML config (configs/*.yaml)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config field, e.g. --set train.batch_size=32 (repeatable)")
+    p.add_argument("--max-steps", type=int, help="stop after this many steps in all (train.max_steps)")
+    p.add_argument("--max-time", help="stop after this long, e.g. 3d, 12h, 90m (train.max_time)")
+    p.add_argument("--name", help="run name (folder under runs/); default: the config file's stem")
+    p.add_argument("--device", help="cuda, cuda:1 or cpu; default: CUDA if available")
+    p.add_argument("--fresh", action="store_true",
+                   help="start over even if the run folder has a checkpoint (the old one is moved aside)")
+
+
+def run(args: argparse.Namespace) -> int:
+    overrides = list(args.overrides)
+    if args.max_steps is not None:
+        overrides.append(f"train.max_steps={args.max_steps}")
+    if args.max_time is not None:
+        overrides.append(f"train.max_time={args.max_time}")
+    if args.name is not None:
+        overrides.append(f"name={args.name}")
+    cfg = load_config(args.config, overrides)
+    Trainer(cfg, device=args.device, fresh=args.fresh).fit()
+    return 0
+
+
+# ---------------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Dist:
+    rank: int = 0
+    world: int = 1
+    local_rank: int = 0
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+
+def setup_distributed(device: str | None) -> tuple[Dist, torch.device]:
+    """Join the torchrun process group if there is one, and pick the device."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    d = Dist(int(os.environ.get("RANK", "0")), world, int(os.environ.get("LOCAL_RANK", "0")))
+    if device is None:
+        device = f"cuda:{d.local_rank}" if torch.cuda.is_available() else "cpu"
+    dev = torch.device(device)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise UserError(f"--device {device}: CUDA is not available on this machine")
+    if world > 1 and not dist.is_initialized():
+        if dev.type == "cuda":
+            torch.cuda.set_device(dev)
+        dist.init_process_group("nccl" if dev.type == "cuda" else "gloo")
+    return d, dev
+
+
+def _all_reduce(values: list[float], device: torch.device) -> list[float]:
+    if not (dist.is_available() and dist.is_initialized()):
+        return values
+    t = torch.tensor(values, dtype=torch.float64, device=device)
+    dist.all_reduce(t)
+    return t.tolist()
+
+
+def detach_state(state):
+    if isinstance(state, torch.Tensor):
+        return state.detach()
+    if state is None:
+        return None
+    return type(state)(detach_state(s) for s in state)
+
+
+def bf16_supported(device: torch.device) -> bool:
+    """Whether bf16 autocast pays off here: CUDA with bf16, or a CPU with native bf16 instructions."""
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    return bool(torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported())
+
+
+@torch.no_grad()
+def evaluate_nll(model, dataset: AudioDataset, batch_size: int, seq_len: int, device: torch.device,
+                 dist_info: Dist | None = None, autocast=contextlib.nullcontext) -> dict:
+    """NLL of every sample of `dataset` (sharded over ranks, summed): {'bits': bits/sample, 'samples': n}."""
+    dist_info = dist_info or Dist()
+    model.eval()
+    lookback = model.lookback
+    total_nats, total_n = 0.0, 0.0
+    state = None
+    for batch in eval_batches(dataset, batch_size, seq_len, lookback, dist_info.rank, dist_info.world):
+        x, reset, mask = batch.x.to(device), batch.reset.to(device), batch.mask.to(device)
+        if state is not None and state_batch(state) != x.shape[0]:
+            state = None  # the last group may hold fewer streams
+        with autocast():
+            logits, state = model(x, state, reset)
+        nll = F.cross_entropy(logits.float().transpose(1, 2), x[:, lookback:], reduction="none")
+        total_nats += float((nll * mask).sum())
+        total_n += float(mask.sum())
+    total_nats, total_n = _all_reduce([total_nats, total_n], device)
+    model.train()
+    return {"bits": total_nats / max(total_n, 1) / LOG2, "samples": int(total_n)}
+
+
+def state_batch(state) -> int:
+    first = state[0]
+    while not isinstance(first, torch.Tensor):
+        first = first[0]
+    return first.shape[1]
+
+
+def marginal_entropy_bits(levels: np.ndarray, q_levels: int) -> float:
+    """Entropy in bits of the marginal distribution of quantized values (a no-model baseline)."""
+    counts = np.bincount(np.asarray(levels).ravel(), minlength=q_levels).astype(np.float64)
+    p = counts[counts > 0] / counts.sum()
+    return float(-(p * np.log2(p)).sum())
+
+
+class Trainer:
+    """Owns the run folder, the model, the optimizer and the loop."""
+
+    def __init__(self, cfg: Config, device: str | None = None, fresh: bool = False):
+        self.cfg = cfg
+        self.dist, self.device = setup_distributed(device)
+        t = cfg.train
+        if t.batch_size % self.dist.world:
+            raise UserError(f"train.batch_size: {t.batch_size} is not divisible by the {self.dist.world} ranks")
+        if self.device.type == "cpu":
+            torch.set_num_threads(t.threads or os.cpu_count() or 1)
+        self.run_dir = Path(cfg.run_root) / cfg.name
+        self.ckpt_dir = self.run_dir / "checkpoints"
+        if fresh and self.dist.main and self.run_dir.exists():
+            aside = self.run_dir.with_name(f"{self.run_dir.name}.old-{time.strftime('%Y%m%d-%H%M%S')}")
+            self.run_dir.rename(aside)
+        self._barrier()
+
+        self.quantizer = Quantizer(cfg.data.quantization, cfg.data.q_levels)
+        self.train_set = AudioDataset(cfg.data.path, self.quantizer, "train")
+        self.valid_set = AudioDataset(cfg.data.path, self.quantizer, "valid")
+
+        torch.manual_seed(t.seed)
+        self.model = models.from_config(cfg).to(self.device)
+        self.net = self.model
+        if self.dist.world > 1:
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            self.net = torch.nn.parallel.DistributedDataParallel(self.model, device_ids=ids)
+        fused = self.device.type == "cuda"
+        self.opt = torch.optim.Adam([p for p in self.model.parameters() if p.requires_grad], lr=t.lr,
+                                    fused=fused)
+        warm = max(t.warmup_steps, 0)
+        self.sched = torch.optim.lr_scheduler.LambdaLR(
+            self.opt, lambda s: min(1.0, (s + 1) / warm) if warm else 1.0)
+        self.use_amp = t.amp and bf16_supported(self.device)
+        self.loader = TBPTTLoader(self.train_set, t.batch_size // self.dist.world, t.seq_len,
+                                  self.model.lookback, t.seed, self.dist.rank, self.dist.world)
+        self.step, self.elapsed, self.best_val = 0, 0.0, math.inf
+        self.tbptt_state = None
+        self.stop_reason: str | None = None
+        self._resume_or_start()
+
+    # --- run folder ---------------------------------------------------------------------------------------
+
+    def _barrier(self) -> None:
+        if dist.is_available() and dist.is_initialized():
+            dist.barrier()
+
+    def _resume_or_start(self) -> None:
+        latest = self.ckpt_dir / "latest.pt"
+        if latest.exists():
+            ck = ckpt_io.load_checkpoint(latest, map_location=self.device)
+            old = ck["config"]
+            for section in ("data", "model"):
+                if old[section] != self.cfg.to_dict()[section]:
+                    raise UserError(f"{self.run_dir}: holds a run with a different {section} section; use "
+                                    f"--name NEW or --fresh to start a new run")
+            if old["train"]["batch_size"] != self.cfg.train.batch_size or \
+                    old["train"]["seq_len"] != self.cfg.train.seq_len:
+                raise UserError(f"{self.run_dir}: train.batch_size and train.seq_len must match the run "
+                                f"being resumed ({old['train']['batch_size']}, {old['train']['seq_len']})")
+            self._load_training_state(ck)
+            self.log(f"resumed {latest} at step {self.step}")
+        else:
+            self.log(f"new run {self.run_dir}: {models.samplernn.count_parameters(self.model):,} parameters, "
+                     f"device {self.device}, bf16 autocast {'on' if self.use_amp else 'off'}")
+        if self.dist.main:
+            save_config(self.cfg, self.run_dir / "config.yaml")
+
+    def log(self, msg: str) -> None:
+        if not self.dist.main:
+            return
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        line = f"[{time.strftime('%Y-%m-%d %H:%M:%S')}] {msg}"
+        tqdm.write(line)
+        with open(self.run_dir / "train.log", "a", encoding="utf-8") as f:
+            f.write(line + "\n")
+
+    def metrics(self, **values) -> None:
+        if not self.dist.main:
+            return
+        row = {"step": self.step, "elapsed_s": round(self.elapsed, 3), **values}
+        with open(self.run_dir / "metrics.jsonl", "a", encoding="utf-8") as f:
+            f.write(json.dumps(row) + "\n")
+
+    # --- checkpoints ----------------------------------------------------------------------------------------
+
+    def _training_state(self) -> dict:
+        payload = ckpt_io.model_payload(self.model, self.quantizer, self.train_set.sample_rate,
+                                        self.cfg.to_dict())
+        payload.update(
+            optimizer=self.opt.state_dict(), scheduler=self.sched.state_dict(), step=self.step,
+            elapsed_s=self.elapsed, best_val_bits=self.best_val, loader=self.loader.state_dict(),
+            tbptt_state=detach_state(self.tbptt_state), torch_rng=torch.get_rng_state(),
+            cuda_rng=torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None)
+        return payload
+
+    def _load_training_state(self, ck: dict) -> None:
+        self.model.load_state_dict(ck["model"])
+        self.opt.load_state_dict(ck["optimizer"])
+        self.sched.load_state_dict(ck["scheduler"])
+        self.step, self.elapsed, self.best_val = ck["step"], ck["elapsed_s"], ck["best_val_bits"]
+        self.loader.load_state_dict(ck["loader"])
+        self.tbptt_state = ck["tbptt_state"]
+        torch.set_rng_state(ck["torch_rng"])
+        if ck.get("cuda_rng") is not None and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(ck["cuda_rng"])
+
+    def save(self, names: list[str]) -> None:
+        """Write the checkpoint under each of `names` (atomically), and prune old numbered ones."""
+        if not self.dist.main:
+            return
+        payload = self._training_state()
+        for name in names:
+            ckpt_io.save_checkpoint(self.ckpt_dir / f"{name}.pt", payload)
+        numbered = sorted(self.ckpt_dir.glob("step-*.pt"))
+        for old in numbered[:-self.cfg.train.keep_last]:
+            old.unlink()
+
+    # --- the loop ---------------------------------------------------------------------------------------------
+
+    def autocast(self):
+        if not self.use_amp:
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=torch.bfloat16)
+
+    def train_step(self) -> float:
+        """One TBPTT window for every stream; returns the batch's mean NLL in bits/sample."""
+        batch = next(self.loader)
+        x = batch.x.to(self.device, non_blocking=True)
+        reset = batch.reset.to(self.device, non_blocking=True)
+        with self.autocast():
+            logits, state = self.net(x, self.tbptt_state, reset)
+        loss = F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]),
+                               x[:, self.model.lookback:].reshape(-1))
+        if not torch.isfinite(loss):
+            raise TrainingDiverged(
+                f"loss became {loss.item()} at step {self.step + 1}; the last good checkpoint "
+                f"{self.ckpt_dir / 'latest.pt'} is intact. Lower train.lr or train.grad_clip and resume.")
+        self.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.train.grad_clip)
+        self.opt.step()
+        self.sched.step()
+        self.tbptt_state = detach_state(state)
+        self.step += 1
+        return loss.item() / LOG2
+
+    def validate(self) -> float:
+        # The unwrapped model: ranks may hold different numbers of validation batches, and DDP's forward
+        # would make every rank take part in a collective per batch.
+        v = evaluate_nll(self.model, self.valid_set, self.cfg.train.val_batch_size, self.cfg.train.seq_len,
+                         self.device, self.dist, self.autocast)
+        return v["bits"]
+
+    def render_samples(self) -> list[dict]:
+        """Render a few short clips from the current weights into samples/step-N/ (rank 0)."""
+        t = self.cfg.train
+        if not self.dist.main or t.sample_count < 1 or t.sample_seconds <= 0:
+            return []
+        from .audio import write_wav
+        from .sampling import generate
+
+        out = self.run_dir / "samples" / f"step-{self.step:08d}"
+        n = int(t.sample_seconds * self.train_set.sample_rate)
+        self.model.eval()
+        levels = generate(self.model, n, batch=t.sample_count, temperature=t.sample_temperature,
+                          seed=t.seed + self.step)
+        self.model.train()
+        audio = self.quantizer.dequantize(levels.cpu().numpy())
+        stats = []
+        for i, clip in enumerate(audio):
+            wav = out / f"sample-{i:02d}.wav"
+            write_wav(wav, clip, self.train_set.sample_rate)
+            meta = {"step": self.step, "temperature": t.sample_temperature, "seed": t.seed + self.step,
+                    "stream": i, "checkpoint": str(self.ckpt_dir / "latest.pt"), "seconds": t.sample_seconds}
+            with atomic_open(out / f"sample-{i:02d}.json") as f:
+                json.dump(meta, f)
+            stats.append(self._clip_stats(clip, wav))
+        return [s for s in stats if s]
+
+    def _clip_stats(self, clip: np.ndarray, wav: Path) -> dict | None:
+        try:
+            from .stats import clip_stats
+        except ImportError:
+            return None
+        s = clip_stats(clip, self.train_set.sample_rate)
+        if s.get("verdict") in ("noise", "silent", "stuck", "clipped"):
+            self.log(f"warning: sample {wav.name} at step {self.step} sounds {s['verdict']}")
+        return {"file": str(wav), **s}
+
+    def _stop_requested(self, deadline: float | None, started: float) -> str | None:
+        t = self.cfg.train
+        if t.max_steps and self.step >= t.max_steps:
+            return f"reached max_steps={t.max_steps}"
+        if deadline is not None and time.time() - started >= deadline:
+            return f"reached max_time={t.max_time}"
+        return self.stop_reason
+
+    def _on_signal(self, signum, frame) -> None:
+        self.stop_reason = f"received signal {signal.Signals(signum).name}"
+
+    def fit(self) -> None:
+        t = self.cfg.train
+        deadline = parse_duration(t.max_time)
+        started = time.time()
+        old_handlers = {s: signal.signal(s, self._on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+        samples_per_step = t.batch_size * t.seq_len
+        bar = tqdm(total=t.max_steps or None, initial=self.step, disable=not self.dist.main,
+                   unit="step", dynamic_ncols=True, desc=self.cfg.name)
+        window_loss, window_n, window_t = 0.0, 0, time.time()
+        last_val_step = self.step
+        try:
+            while (reason := self._stop_requested(deadline, started)) is None:
+                step_t = time.time()
+                loss = self.train_step()
+                self.elapsed += time.time() - step_t
+                window_loss += loss
+                window_n += 1
+                bar.update(1)
+                if self.step % t.log_every == 0:
+                    dt = time.time() - window_t
+                    sps = window_n * samples_per_step / max(dt, 1e-9)
+                    audio_rate = sps / self.train_set.sample_rate
+                    bar.set_postfix(loss=f"{window_loss / window_n:.3f}b", audio_s_per_s=f"{audio_rate:.2f}")
+                    self.metrics(train_bits=window_loss / window_n, lr=self.sched.get_last_lr()[0],
+                                 samples_per_s=sps)
+                    window_loss, window_n, window_t = 0.0, 0, time.time()
+                if self.step % t.val_every == 0:
+                    self._checkpoint_and_validate()
+                    last_val_step = self.step
+                    window_t = time.time()
+                elif self.step % t.ckpt_every == 0:
+                    self.save([f"step-{self.step:08d}", "latest"])
+            if self.step != last_val_step:
+                self._checkpoint_and_validate()
+            self.log(f"stopped at step {self.step}: {reason}")
+        finally:
+            bar.close()
+            for s, h in old_handlers.items():
+                signal.signal(s, h)
+        self._barrier()
+
+    def _checkpoint_and_validate(self) -> None:
+        t = self.cfg.train
+        val = self.validate()
+        improved = val < self.best_val
+        self.best_val = min(self.best_val, val)
+        names = ["latest"] + (["best"] if improved else [])
+        if self.step % t.ckpt_every == 0:
+            names.append(f"step-{self.step:08d}")
+        self.save(names)
+        stats = self.render_samples()
+        self.metrics(val_bits=val, best_val_bits=self.best_val, **({"sample_stats": stats} if stats else {}))
+        self.log(f"step {self.step}: validation NLL {val:.4f} bits/sample (best {self.best_val:.4f})")
+        self._gallery()
+
+    def _gallery(self) -> None:
+        if not self.dist.main:
+            return
+        try:
+            from .gallery import build_gallery
+        except ImportError:
+            return
+        build_gallery(self.run_dir)
