@@ -121,9 +121,6 @@ class _Grid:
         size = round(params["chunk_seconds"] * rate)
         return cls(rate, size, size - round(params["overlap_seconds"] * rate))
 
-    def count(self, frames: int) -> int:
-        return 0 if frames < self.size else (frames - self.size) // self.hop + 1
-
     @property
     def reach(self) -> int:
         """How many following chunks each chunk overlaps."""
@@ -134,54 +131,16 @@ def slice_dataset(inputs: list[Path], out: Path, params: dict, force: bool = Fal
                   progress: bool = True) -> dict:
     """Slice the audio files in `inputs` into the dataset folder `out`; return the manifest written."""
     out = Path(out)
-    out_abs = out.resolve()
     grid = _Grid.of(params)
     old = _load_manifest(out)
-    same = old is not None and not force and old.get("params") == params
-    old_sources = {s["sha256"]: s for s in old["sources"]} if same else {}
+    # Analysis and chunk files are only reused when they were made exactly as this run would make them.
+    same = (old is not None and not force and old.get("params") == params
+            and old.get("tool_version") == __version__)
+    known = {s["sha256"]: s for s in old["sources"] if "analysis" in s} if same else {}
 
-    files, skipped = _collect(inputs, out_abs)
-    infos, sources, seen = {}, [], {}
-    for path in files:
-        try:
-            infos[path] = file_info(path)
-        except UserError as e:
-            skipped.append(_skip(path, out_abs, e))
-    todo = [p for p in files if p in infos]
-    bar = tqdm(total=round(sum(infos[p].duration for p in todo)), unit="s", desc="analyse",
-               disable=not progress, file=sys.stderr)
-    for i, path in enumerate(todo):
-        bar.set_postfix_str(f"file {i + 1}/{len(todo)}")
-        rel = _rel(path, out_abs)
-        try:
-            size, sha = _hash(path)
-        except OSError as e:
-            skipped.append({"path": rel, "reason": f"cannot read ({e.strerror or e})"})
-            continue
-        if sha in seen:
-            skipped.append({"path": rel, "reason": f"same content as {seen[sha]['path']} (identical sha256)"})
-            bar.update(infos[path].duration)
-            continue
-        if sha in old_sources and "analysis" in old_sources[sha]:
-            src = dict(old_sources[sha], path=rel)
-            bar.update(infos[path].duration)
-        else:
-            info = infos[path]
-            try:
-                analysis = _analyse(path, grid, lambda n: bar.update(n / grid.rate))
-            except UserError as e:
-                skipped.append(_skip(path, out_abs, e))
-                continue
-            src = {"path": rel, "size": size, "sha256": sha, "duration": round(info.duration, 6),
-                   "sample_rate": info.sample_rate, "channels": info.channels, "format": info.format,
-                   "analysis": analysis}
-        if not src["analysis"]["rms_db"]:
-            skipped.append({"path": rel, "reason": f"shorter than one chunk ({src['duration']:.1f} s < "
-                                                   f"{params['chunk_seconds']:g} s)"})
-            continue
-        seen[sha] = src
-        sources.append((path, src))
-    bar.close()
+    files, skipped = _collect(inputs, out.resolve())
+    sources = _analyse_all(files, out.resolve(), grid, known, skipped, progress)
+    skipped.sort(key=lambda s: s["path"])
     if not sources:
         why = "; ".join(f"{s['path']}: {s['reason']}" for s in skipped[:3]) or "no files found"
         raise UserError(f"no usable audio in {', '.join(map(str, inputs))} ({len(skipped)} files skipped: "
@@ -300,6 +259,52 @@ def _chunks(blocks: Iterator[np.ndarray], grid: _Grid, stop: int | None = None
                 return
         cut = min(pos * grid.hop - start, len(buf))
         buf, start = buf[cut:], start + cut
+
+
+def _analyse_all(files: list[Path], out: Path, grid: _Grid, known: dict, skipped: list[dict],
+                 progress: bool) -> list[tuple[Path, dict]]:
+    """Pass 1: hash every file, analyse the ones not in `known` (sha256 -> source record); skip bad ones."""
+    infos, sources, seen = {}, [], {}
+    for path in files:
+        try:
+            infos[path] = file_info(path)
+        except UserError as e:
+            skipped.append(_skip(path, out, e))
+    todo = [p for p in files if p in infos]
+    bar = tqdm(total=round(sum(infos[p].duration for p in todo)), unit="s", desc="analyse",
+               disable=not progress, file=sys.stderr)
+    for i, path in enumerate(todo):
+        bar.set_postfix_str(f"file {i + 1}/{len(todo)}")
+        rel, info = _rel(path, out), infos[path]
+        try:
+            size, sha = _hash(path)
+        except OSError as e:
+            skipped.append({"path": rel, "reason": f"cannot read ({e.strerror or e})"})
+            continue
+        if sha in seen:
+            skipped.append({"path": rel, "reason": f"same content as {seen[sha]['path']} (identical sha256)"})
+            bar.update(info.duration)
+            continue
+        if sha in known:
+            src = dict(known[sha], path=rel)
+            bar.update(info.duration)
+        else:
+            try:
+                analysis = _analyse(path, grid, lambda n: bar.update(n / grid.rate))
+            except UserError as e:
+                skipped.append(_skip(path, out, e))
+                continue
+            src = {"path": rel, "size": size, "sha256": sha, "duration": round(info.duration, 6),
+                   "sample_rate": info.sample_rate, "channels": info.channels, "format": info.format,
+                   "analysis": analysis}
+        if not src["analysis"]["rms_db"]:
+            skipped.append({"path": rel, "reason": f"shorter than one chunk ({src['duration']:.1f} s < "
+                                                   f"{grid.size / grid.rate:g} s)"})
+            continue
+        seen[sha] = src
+        sources.append((path, src))
+    bar.close()
+    return sources
 
 
 def _analyse(path: Path, grid: _Grid, tick) -> dict:
