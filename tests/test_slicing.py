@@ -237,3 +237,15 @@ def test_inputs_are_not_modified(raw):
     state = {p: (p.stat().st_mtime_ns, p.read_bytes()) for p in raw.rglob("*") if p.is_file()}
     run(raw)
     assert state == {p: (p.stat().st_mtime_ns, p.read_bytes()) for p in raw.rglob("*") if p.is_file()}
+
+
+def test_audio_above_full_scale_is_stored_scaled_not_clipped(tmp_path):
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    sf.write(raw / "hot.wav", 4 * tone(12, 8000, 0), 8000, subtype="FLOAT")  # peaks near 1.6
+    m = slice_dataset([raw], tmp_path / "ds", params(), progress=False)
+    peak = m["sources"][0]["analysis"]["peak"]
+    assert peak > 1.2 and m["storage_scale"] == pytest.approx(1 / peak)
+    stored = max(np.abs(sf.read(tmp_path / "ds" / c["file"])[0]).max() for c in m["chunks"])
+    assert 0.9 < stored <= 1.0
+    assert stored * m["gain"] == pytest.approx(0.98, abs=0.01)  # what the loader sees after its gain
