@@ -61,10 +61,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Add the slice command's arguments to `parser`."""
     parser.add_argument("inputs", nargs="+", type=Path, help="audio files or folders (searched recursively)")
     parser.add_argument("--out", type=Path, required=True, help="dataset folder (e.g. data/x/dataset)")
-    parser.add_argument("--sample-rate", type=int, default=16000, help="target sample rate in Hz (%(default)s)")
+    parser.add_argument("--sample-rate", type=int, default=16000, help="target rate in Hz (%(default)s)")
     parser.add_argument("--chunk-seconds", type=float, default=8.0, help="length of each chunk (%(default)s)")
-    parser.add_argument("--overlap-seconds", type=float, default=1.0, help="overlap of consecutive chunks (%(default)s)")
-    parser.add_argument("--split", default="0.88,0.06,0.06", help="train,valid,test fractions of the audio (%(default)s)")
+    parser.add_argument("--overlap-seconds", type=float, default=1.0,
+                        help="overlap of consecutive chunks (%(default)s)")
+    parser.add_argument("--split", default="0.88,0.06,0.06",
+                        help="train,valid,test fractions of the audio (%(default)s)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the split assignment (%(default)s)")
     parser.add_argument("--silence-db", type=float, default=-50.0,
                         help="drop chunks whose RMS after normalization is below this, dBFS (%(default)s)")
