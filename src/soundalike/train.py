@@ -120,7 +120,7 @@ def bf16_supported(device: torch.device) -> bool:
 
 @torch.no_grad()
 def evaluate_nll(model, dataset: AudioDataset, batch_size: int, seq_len: int, device: torch.device,
-                 dist_info: Dist | None = None, autocast=contextlib.nullcontext) -> dict:
+                 dist_info: Dist | None = None) -> dict:
     """NLL of every sample of `dataset` (sharded over ranks, summed): {'bits': bits/sample, 'samples': n}."""
     dist_info = dist_info or Dist()
     model.eval()
@@ -131,8 +131,7 @@ def evaluate_nll(model, dataset: AudioDataset, batch_size: int, seq_len: int, de
         x, reset, mask = batch.x.to(device), batch.reset.to(device), batch.mask.to(device)
         if state is not None and state_batch(state) != x.shape[0]:
             state = None  # the last group may hold fewer streams
-        with autocast():
-            logits, state = model(x, state, reset)
+        logits, state = model(x, state, reset)
         nll = F.cross_entropy(logits.float().transpose(1, 2), x[:, lookback:], reduction="none")
         total_nats += float((nll * mask).sum())
         total_n += float(mask.sum())
@@ -305,10 +304,23 @@ class Trainer:
 
     def validate(self) -> float:
         # The unwrapped model: ranks may hold different numbers of validation batches, and DDP's forward
-        # would make every rank take part in a collective per batch.
+        # would make every rank take part in a collective per batch. No autocast: the reported metric is
+        # computed in full precision, the same as `soundalike evaluate`.
         v = evaluate_nll(self.model, self.valid_set, self.cfg.train.val_batch_size, self.cfg.train.seq_len,
-                         self.device, self.dist, self.autocast)
+                         self.device, self.dist)
         return v["bits"]
+
+    def check_ranks_in_sync(self) -> None:
+        """Under DDP, compare a fingerprint of every parameter across ranks; diverged replicas are a bug."""
+        if self.dist.world == 1:
+            return
+        params = [p.detach().double() for p in self.model.parameters()]
+        mine = torch.stack([torch.stack([p.sum(), p.abs().sum()]) for p in params]).flatten()
+        gathered = [torch.empty_like(mine) for _ in range(self.dist.world)]
+        dist.all_gather(gathered, mine)
+        if any(not torch.equal(g, gathered[0]) for g in gathered):
+            raise AssertionError(f"DDP replicas diverged at step {self.step}")
+        self.log(f"step {self.step}: {self.dist.world} ranks in sync ({len(params)} parameter tensors equal)")
 
     def render_samples(self) -> list[dict]:
         """Render a few short clips from the current weights into samples/step-N/ (rank 0)."""
@@ -400,6 +412,7 @@ class Trainer:
 
     def _checkpoint_and_validate(self) -> None:
         t = self.cfg.train
+        self.check_ranks_in_sync()
         val = self.validate()
         improved = val < self.best_val
         self.best_val = min(self.best_val, val)

@@ -1,0 +1,60 @@
+import pytest
+
+from soundalike.config import Config, load_config, parse_duration
+from soundalike.errors import UserError
+from tests.conftest import CONFIGS
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.stem)
+def test_every_shipped_config_loads(path):
+    cfg = load_config(path)
+    assert cfg.name == path.stem
+    assert cfg.model.family in ("samplernn", "wavenet")
+
+
+def test_overrides_are_typed_and_reach_nested_fields():
+    cfg = load_config(None, ["train.batch_size=32", "model.frame_sizes=[2, 4]", "train.seq_len=512",
+                             "train.lr=3e-4", "model.skip_connections=true"])
+    assert cfg.train.batch_size == 32 and cfg.model.frame_sizes == [2, 4] and cfg.train.seq_len == 512
+    assert cfg.train.lr == pytest.approx(3e-4) and cfg.model.skip_connections is True
+
+
+@pytest.mark.parametrize("override, message", [
+    ("train.batchsize=3", "train.batchsize: unknown key"),
+    ("train.batch_size=abc", "train.batch_size: expected an integer"),
+    ("train.batch_size=true", "train.batch_size: expected an integer"),
+    ("model.frame_sizes=16", "model.frame_sizes: expected a list"),
+    ("model.frame_sizes=[16, x]", "model.frame_sizes[1]: expected an integer"),
+    ("model.rnn_type=rnn", "model.rnn_type: expected gru or lstm"),
+    ("train.seq_len=1000", "train.seq_len: must be a multiple of the top frame size 64"),
+    ("train.max_time=soon", "train.max_time: expected a duration"),
+    ("nonsense", "expected KEY=VALUE"),
+])
+def test_bad_values_name_the_key(override, message):
+    with pytest.raises(UserError, match=message.replace("[", r"\[").replace("]", r"\]")):
+        load_config(None, [override])
+
+
+def test_bad_yaml_file(tmp_path):
+    p = tmp_path / "x.yaml"
+    p.write_text("train:\n  batch_size: 4\n  bogus: 1\n")
+    with pytest.raises(UserError, match="train.bogus: unknown key"):
+        load_config(p)
+    p.write_text("train: [1, 2")
+    with pytest.raises(UserError, match="not valid YAML"):
+        load_config(p)
+    with pytest.raises(UserError, match="config file not found"):
+        load_config(tmp_path / "missing.yaml")
+
+
+def test_durations():
+    assert parse_duration("3d") == 3 * 86400 and parse_duration("90m") == 5400
+    assert parse_duration("600") == 600 and parse_duration("") is None
+
+
+def test_digest_depends_on_model_not_training():
+    a, b = Config(), Config()
+    b.train.batch_size = 7
+    assert a.digest() == b.digest()
+    b.model.dim = 7
+    assert a.digest() != b.digest()

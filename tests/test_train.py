@@ -1,0 +1,150 @@
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+
+from soundalike.checkpoint import load_checkpoint
+from soundalike.cli import main
+from soundalike.config import load_config
+from soundalike.evaluate import evaluate_checkpoint
+from soundalike.train import Trainer
+from tests.conftest import ROOT
+
+
+def tiny_overrides(dataset, run_root, **extra) -> list[str]:
+    values = {
+        "data.path": str(dataset), "run_root": str(run_root), "name": "tiny",
+        "model.frame_sizes": "[4, 2]", "model.dim": 32, "model.emb_size": 16, "model.q_levels": None,
+        "train.batch_size": 4, "train.seq_len": 64, "train.val_every": 10, "train.log_every": 5,
+        "train.ckpt_every": 10, "train.val_batch_size": 8, "train.sample_count": 1,
+        "train.sample_seconds": 0.02, "train.lr": 0.01, "train.threads": 2,
+    }
+    values.pop("model.q_levels")
+    values.update(extra)
+    return [f"{k}={v}" for k, v in values.items()]
+
+
+def weights(run_dir):
+    return load_checkpoint(run_dir / "checkpoints" / "latest.pt")["model"]
+
+
+def read_metrics(run_dir):
+    return [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+
+
+def test_training_learns_and_writes_the_run_folder(tiny_dataset, tmp_path):
+    cfg = load_config(ROOT / "configs" / "demo.yaml", tiny_overrides(tiny_dataset, tmp_path, **{
+        "train.max_steps": 60, "train.batch_size": 16, "train.seq_len": 128}))
+    Trainer(cfg, device="cpu").fit()
+    run = tmp_path / "tiny"
+    rows = read_metrics(run)
+    train = [r["train_bits"] for r in rows if "train_bits" in r]
+    val = [r["val_bits"] for r in rows if "val_bits" in r]
+    assert train[-1] < train[0] - 1.0, train
+    assert val[-1] < val[0], val
+    assert (run / "config.yaml").is_file() and (run / "train.log").is_file()
+    for name in ("latest", "best", "step-00000060"):
+        assert (run / "checkpoints" / f"{name}.pt").is_file()
+    clips = sorted((run / "samples").glob("step-*/sample-00.wav"))
+    assert len(clips) == 6
+    meta = json.loads(clips[-1].with_suffix(".json").read_text())
+    assert meta["step"] == 60
+    # the checkpoint alone evaluates, on the test split, in bits per sample
+    r = evaluate_checkpoint(str(run / "checkpoints" / "best.pt"), "test")
+    assert 0 < r["bits"] < r["marginal_entropy_bits"]
+
+
+def test_numbered_checkpoints_keep_the_last_k(tiny_dataset, tmp_path):
+    cfg = load_config(ROOT / "configs" / "demo.yaml", tiny_overrides(tiny_dataset, tmp_path, **{
+        "train.max_steps": 40, "train.ckpt_every": 5, "train.keep_last": 2, "train.sample_count": 0}))
+    Trainer(cfg, device="cpu").fit()
+    names = sorted(p.name for p in (tmp_path / "tiny" / "checkpoints").glob("step-*.pt"))
+    assert names == ["step-00000035.pt", "step-00000040.pt"]
+
+
+def _train_cmd(dataset, run_root, steps):
+    sets = tiny_overrides(dataset, run_root, **{"train.val_every": 4, "train.sample_count": 0})
+    return [sys.executable, str(ROOT / "train.py"), "--config", str(ROOT / "configs" / "demo.yaml"),
+            "--max-steps", str(steps), *[a for s in sets for a in ("--set", s)]]
+
+
+def test_kill_9_and_resume_gives_identical_weights(tiny_dataset, tmp_path):
+    steps = 120
+    straight, killed = tmp_path / "straight", tmp_path / "killed"
+    subprocess.run(_train_cmd(tiny_dataset, straight, steps), check=True, capture_output=True)
+
+    proc = subprocess.Popen(_train_cmd(tiny_dataset, killed, steps), stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    latest = killed / "tiny" / "checkpoints" / "latest.pt"
+    deadline = time.time() + 120
+    while not latest.exists() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.05)
+    time.sleep(0.3)  # let it run past the checkpoint, so the kill loses some steps
+    proc.send_signal(signal.SIGKILL)
+    assert proc.wait() == -signal.SIGKILL, "training finished before it could be killed"
+    interrupted_at = load_checkpoint(latest)["step"]
+    assert 0 < interrupted_at < steps
+
+    subprocess.run(_train_cmd(tiny_dataset, killed, steps), check=True, capture_output=True)
+    a, b = weights(straight / "tiny"), weights(killed / "tiny")
+    assert load_checkpoint(latest)["step"] == steps
+    for key in a:
+        assert torch.equal(a[key], b[key]), key
+    assert "resumed" in (killed / "tiny" / "train.log").read_text()
+
+
+def test_nan_loss_stops_with_one_line_and_keeps_the_last_good_checkpoint(tiny_dataset, tmp_path, capsys,
+                                                                         monkeypatch):
+    sets = tiny_overrides(tiny_dataset, tmp_path, **{"train.sample_count": 0, "train.max_steps": 10})
+    argv = ["--config", str(ROOT / "configs" / "demo.yaml"), *[a for s in sets for a in ("--set", s)]]
+    assert main(argv, command="train") == 0
+    latest = tmp_path / "tiny" / "checkpoints" / "latest.pt"
+    before = latest.read_bytes()
+
+    from soundalike.models.samplernn import SampleMLP
+    real_head = SampleMLP.head
+    monkeypatch.setattr(SampleMLP, "head", lambda self, h: real_head(self, h) * float("nan"))
+    assert main([*argv, "--max-steps", "20"], command="train") == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith("soundalike train: error: loss became nan at step 11")
+    assert "Traceback" not in "\n".join(err)
+    assert latest.read_bytes() == before
+
+
+def test_resuming_with_a_different_model_is_refused(tiny_dataset, tmp_path, capsys):
+    sets = tiny_overrides(tiny_dataset, tmp_path, **{"train.sample_count": 0, "train.max_steps": 5})
+    argv = ["--config", str(ROOT / "configs" / "demo.yaml"), *[a for s in sets for a in ("--set", s)]]
+    assert main(argv, command="train") == 0
+    assert main([*argv, "--set", "model.dim=48"], command="train") == 2
+    assert "different model section" in capsys.readouterr().err
+
+
+def test_missing_dataset_is_a_one_line_error(tmp_path, capsys):
+    code = main(["--config", str(ROOT / "configs" / "demo.yaml"), "--set", f"data.path={tmp_path}/none",
+                 "--set", f"run_root={tmp_path}"], command="train")
+    assert code == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Traceback" not in err
+
+
+def test_ddp_two_processes_with_gloo_stay_in_sync(tiny_dataset, tmp_path):
+    sets = tiny_overrides(tiny_dataset, tmp_path, **{"train.sample_count": 0, "train.max_steps": 20,
+                                                     "train.threads": 1})
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+           str(ROOT / "train.py"), "--config", str(ROOT / "configs" / "demo.yaml"),
+           *[a for s in sets for a in ("--set", s)]]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run(cmd, check=False, capture_output=True, text=True, env=env, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    run = tmp_path / "tiny"
+    log = (run / "train.log").read_text()
+    assert log.count("ranks in sync") == 2  # checked at each validation (steps 10 and 20)
+    # the all-reduced validation NLL equals a single-process evaluation of the saved weights
+    val = [r["val_bits"] for r in read_metrics(run) if "val_bits" in r][-1]
+    single = evaluate_checkpoint(str(run / "checkpoints" / "latest.pt"), "valid")["bits"]
+    assert single == pytest.approx(val, rel=1e-3)
