@@ -15,6 +15,7 @@ import json
 import math
 import os
 import signal
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -375,8 +376,10 @@ class Trainer:
         started = time.time()
         old_handlers = {s: signal.signal(s, self._on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
         samples_per_step = t.batch_size * t.seq_len
+        # Redirected to a file (a days-long run under nohup), a bar redraw every 30 s is enough.
         bar = tqdm(total=t.max_steps or None, initial=self.step, disable=not self.dist.main,
-                   unit="step", dynamic_ncols=True, desc=self.cfg.name)
+                   unit="step", dynamic_ncols=True, desc=self.cfg.name,
+                   mininterval=0.5 if sys.stderr.isatty() else 30)
         window_loss, window_n, window_t = 0.0, 0, time.time()
         last_val_step = self.step
         try:
