@@ -196,6 +196,7 @@ class Trainer:
         self.tbptt_state = None
         self.stop_reason: str | None = None
         self._resume_or_start()
+        self.tensorboard = self._open_tensorboard()
 
     # --- run folder ---------------------------------------------------------------------------------------
 
@@ -234,11 +235,26 @@ class Trainer:
             f.write(line + "\n")
 
     def metrics(self, **values) -> None:
+        """Append a row to metrics.jsonl (and to TensorBoard when it is installed)."""
         if not self.dist.main:
             return
         row = {"step": self.step, "elapsed_s": round(self.elapsed, 3), **values}
         with open(self.run_dir / "metrics.jsonl", "a", encoding="utf-8") as f:
             f.write(json.dumps(row) + "\n")
+        if self.tensorboard is not None:
+            for key, value in values.items():
+                if isinstance(value, (int, float)):
+                    self.tensorboard.add_scalar(key, value, self.step)
+            self.tensorboard.flush()
+
+    def _open_tensorboard(self):
+        if not self.dist.main:
+            return None
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+        except ImportError:  # tensorboard is optional
+            return None
+        return SummaryWriter(str(self.run_dir / "tensorboard"))
 
     # --- checkpoints ----------------------------------------------------------------------------------------
 
@@ -394,7 +410,12 @@ class Trainer:
                     dt = time.time() - window_t
                     sps = window_n * samples_per_step / max(dt, 1e-9)
                     audio_rate = sps / self.train_set.sample_rate
-                    bar.set_postfix(loss=f"{window_loss / window_n:.3f}b", audio_s_per_s=f"{audio_rate:.2f}")
+                    postfix = {"loss": f"{window_loss / window_n:.3f}b", "audio_s/s": f"{audio_rate:.2f}"}
+                    if deadline is not None:
+                        left = max(0.0, deadline - (time.time() - started))
+                        postfix["time_left"] = time.strftime("%H:%M:%S", time.gmtime(left)) if left < 86400 \
+                            else f"{left / 86400:.1f}d"
+                    bar.set_postfix(postfix)
                     self.metrics(train_bits=window_loss / window_n, lr=self.sched.get_last_lr()[0],
                                  samples_per_s=sps)
                     window_loss, window_n, window_t = 0.0, 0, time.time()
