@@ -1,0 +1,470 @@
+"""Audio statistics of clips, a verdict on each (ok / silent / noise / clipped / stuck), and a Fréchet
+distance between the log-mel frame distributions of generated and real audio.
+
+The verdict rules, checked in this order (the first that holds wins):
+
+- ``silent``:  at least SILENT_FRACTION (90 %) of the analysis frames (~32 ms) are below SILENCE_DB
+               (-60 dBFS).
+- ``noise``:   the median spectral flatness of the sounding frames is at least NOISE_FLATNESS (0.3; white
+               noise reads 0.56, tonal music well under 0.05); or it is at least COLORED_NOISE_FLATNESS
+               (0.05) and the sound never changes: steadiness (the fraction of frame pairs LOOP_MIN_S ..
+               LOOP_MAX_S apart that match as in ``stuck`` below) at least STEADY (0.5; music reads under
+               0.35). That is colored noise with no notes, no attacks, no structure. Steady sound that is
+               not noisy (a held tone, a drone, brown-noise rumble) falls through to ``stuck``.
+- ``clipped``: at least CLIPPED_FRACTION (1 %) of the samples sit in flat tops: runs of CLIP_RUN (3) or
+               more samples within CLIP_TOLERANCE of the clip's own positive or negative extreme, where that
+               extreme is at least CLIP_RAIL (0.9 of full scale). The clip's own extreme rather than 1.0,
+               because a mu-law model's top level is below full scale; runs, because a loud sine touches its
+               peak only once a cycle.
+- ``stuck``:   one loop (a stuck riff, or a held note) repeats for at least STUCK_FRACTION (60 %) of the clip
+               and at least STUCK_MIN_S (5 s). Real music repeats a bar, or holds a chord, for up to ~4 s
+               (the demo corpus does), so a clip shorter than 5 s is never called stuck. A loop of lag L
+               (LOOP_MIN_S .. LOOP_MAX_S) repeats where 32-band log-mel frames match the frames L later to
+               within LOOP_MATCH_DB (3 dB mean absolute difference), gaps up to LOOP_GAP_S forgiven (frames
+               straddling an onset that falls between two hops). The repeated span is the longest such run R
+               plus min(R, L): the whole stretch when the loop plays on end (R >= L), the two copies of a
+               phrase heard twice otherwise.
+- ``ok``:      none of the above.
+
+The Fréchet distance (FAD-like, without a downloaded embedding model) compares Gaussian fits of 64-band
+log-mel frames (log10 power floored at -100 dB, 16 kHz, 64 ms windows, 32 ms hop) of generated audio with
+the dataset's valid split, read as stored (the dataset's gain is not applied, so compare audio at listening
+level). Two anchors give it a scale: white noise at the valid split's RMS level (far) and the train split
+(near 0, what a perfect model would score). Like FAD it reads higher for few frames, so compare like
+amounts of audio.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+import soxr
+
+from .atomic import atomic_path, write_json
+from .errors import UserError
+from .spectrogram import FLOOR_DB, log_mel, mel_filterbank, power_db, stft_power
+
+SILENCE_DB = -60.0
+SILENT_FRACTION = 0.9
+NOISE_FLATNESS = 0.3
+COLORED_NOISE_FLATNESS = 0.05
+STEADY = 0.5
+CLIP_RAIL = 0.9
+CLIP_TOLERANCE = 1e-4
+CLIP_RUN = 3
+CLIPPED_FRACTION = 0.01
+LOOP_MIN_S = 0.2
+LOOP_MAX_S = 2.0
+LOOP_MATCH_DB = 3.0
+LOOP_GAP_S = 0.06
+LOOP_RANGE_DB = 60.0  # bands this far below the clip's loudest are floored: their noise is not a difference
+STUCK_FRACTION = 0.6
+STUCK_MIN_S = 5.0
+LOUDNESS_STEP_S = 0.5
+
+VERDICTS = ("ok", "silent", "noise", "clipped", "stuck")
+AUDIO_SUFFIXES = {".wav", ".flac", ".ogg", ".oga", ".aif", ".aiff", ".mp3", ".opus"}
+
+FEATURE_RATE = 16000
+FEATURE_MELS = 64
+FEATURE_FFT = 1024
+FEATURE_HOP = 512
+FEATURE_FLOOR_DB = -100.0  # below 16-bit's noise floor; without it empty bands of digital silence dominate
+REFERENCE_SECONDS = 300.0
+
+
+def load_audio(path: str | Path) -> tuple[np.ndarray, int]:
+    """Read any libsndfile format as mono float32 (channels averaged), (samples,), and its rate."""
+    try:
+        audio, rate = sf.read(str(path), dtype="float32", always_2d=True)
+    except (sf.LibsndfileError, RuntimeError, OSError) as e:
+        raise UserError(f"{path}: cannot read audio ({e})") from None
+    return audio.mean(axis=1), int(rate)
+
+
+def _db(power: np.ndarray | float) -> np.ndarray:
+    """Mean-square power -> dBFS (a full-scale square wave is 0 dB), floored at FLOOR_DB."""
+    return np.maximum(10.0 * np.log10(np.maximum(power, 1e-30)), FLOOR_DB)
+
+
+def _window_power(x: np.ndarray, size: int, hop: int) -> np.ndarray:
+    """Mean square of windows of `size` samples every `hop`, (windows,); a cumulative sum, no frame copies."""
+    cs = np.concatenate(([0.0], np.cumsum(x.astype(np.float64) ** 2)))
+    if len(x) <= size:
+        return np.array([cs[-1] / max(len(x), 1)])
+    starts = np.arange(0, len(x) - size + 1, hop)
+    return (cs[starts + size] - cs[starts]) / size
+
+
+def _runs(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Starts and ends (exclusive) of the runs of True in a 1-D boolean array."""
+    edges = np.diff(np.concatenate(([0], mask.astype(np.int8), [0])))
+    return np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)
+
+
+def _longest_span(mask: np.ndarray, gap: int) -> int:
+    """Length of the longest run of True when gaps of up to `gap` False between Trues are forgiven."""
+    starts, ends = _runs(mask)
+    if len(starts) == 0:
+        return 0
+    first = np.flatnonzero(np.concatenate(([True], starts[1:] - ends[:-1] > gap)))
+    last = np.concatenate((first[1:] - 1, [len(starts) - 1]))
+    return int((ends[last] - starts[first]).max())
+
+
+def _clip_fraction(x: np.ndarray) -> float:
+    """Fraction of samples in flat tops at the clip's own positive or negative extreme (see module doc)."""
+    clipped = 0
+    for side in (x, -x):
+        top = float(side.max())
+        if top < CLIP_RAIL:
+            continue
+        starts, ends = _runs(side >= top - CLIP_TOLERANCE)
+        lengths = ends - starts
+        clipped += int(lengths[lengths >= CLIP_RUN].sum())
+    return clipped / len(x)
+
+
+def _longest_loop(mel: np.ndarray, sounding: np.ndarray, hop_s: float) -> tuple[float, float, float]:
+    """(loop length, repeated span) in seconds of the loop that covers most audio, and the fraction of all
+    (frame, lag) pairs that match (near 1 when the sound never changes: a held tone or steady noise).
+
+    mel is (frames, bands) in dB.
+    """
+    n = len(mel)
+    mel = np.maximum(mel, mel.max() - LOOP_RANGE_DB)
+    gap = round(LOOP_GAP_S / hop_s)
+    best_span, best_lag, matched, pairs = 0, 0, 0, 0
+    for lag in range(max(1, round(LOOP_MIN_S / hop_s)), min(round(LOOP_MAX_S / hop_s), n - 1) + 1):
+        diff = np.abs(mel[lag:] - mel[:-lag]).mean(axis=1)
+        # Two silent frames match trivially; a pause is not a riff.
+        match = (diff <= LOOP_MATCH_DB) & (sounding[lag:] | sounding[:-lag])
+        matched, pairs = matched + int(match.sum()), pairs + len(match)
+        run = _longest_span(match, gap)
+        # A run as long as the lag is a loop played on end; a shorter one is a phrase heard twice.
+        span = run + min(run, lag)
+        if span > best_span:
+            best_span, best_lag = span, lag
+    return best_lag * hop_s, best_span * hop_s, matched / max(pairs, 1)
+
+
+def clip_stats(audio: np.ndarray, rate: int) -> dict:
+    """Statistics and a verdict of one clip, mono (samples,) or (samples, channels) floats in [-1, 1].
+
+    Every value is a plain float / int / str / list, ready for JSON. Levels are dBFS (unweighted RMS).
+    """
+    x = np.asarray(audio, dtype=np.float32)
+    if x.ndim == 2:
+        x = x.mean(axis=1)
+    assert x.ndim == 1, f"expected audio as (samples,) or (samples, channels), got shape {x.shape}"
+    x = np.nan_to_num(x, nan=0.0, posinf=1.0, neginf=-1.0)  # a float WAV can hold them; JSON cannot
+    seconds = len(x) / rate
+    if len(x) == 0:
+        return {"seconds": 0.0, "rate": rate, "verdict": "silent", "why": "empty clip"}
+
+    n_fft = 2 ** round(math.log2(0.032 * rate))
+    hop = n_fft // 2
+    frame_db = _db(_window_power(x, n_fft, hop))
+    sounding = frame_db >= SILENCE_DB
+
+    centroid, flatness, mels = [], [], []
+    freqs = np.fft.rfftfreq(n_fft, 1.0 / rate).astype(np.float32)
+    fb = mel_filterbank(rate, n_fft, 32, fmax=min(rate / 2, 8000.0))
+    for p in stft_power(x, n_fft, hop):
+        total = p.sum(axis=1) + 1e-20
+        centroid.append((p @ freqs) / total)
+        flatness.append(np.exp(np.log(p + 1e-12).mean(axis=1)) / (p.mean(axis=1) + 1e-12))
+        mels.append(power_db(p @ fb.T))
+    centroid, flatness, mel = np.concatenate(centroid), np.concatenate(flatness), np.concatenate(mels)
+    sounding = sounding[: len(mel)]
+
+    short_db = _db(_window_power(x, round(0.1 * rate), round(0.1 * rate)))
+    short_db = short_db[short_db >= SILENCE_DB]
+    step = round(LOUDNESS_STEP_S * rate)
+    loudness = _db(_window_power(x, step, step))
+    loop_s, repeat_s, steady = _longest_loop(mel, sounding, hop / rate)
+    any_sound = bool(sounding.any())
+
+    stats = {
+        "seconds": round(seconds, 3),
+        "rate": rate,
+        "rms_db": round(float(_db(np.mean(x.astype(np.float64) ** 2))), 2),
+        "peak_db": round(float(_db(float(np.abs(x).max()) ** 2)), 2),
+        "loudness_db": [round(float(v), 1) for v in loudness],
+        "loudness_step_s": LOUDNESS_STEP_S,
+        "loudness_std_db": round(float(short_db.std()) if len(short_db) > 1 else 0.0, 2),
+        "silence_fraction": round(float(1.0 - sounding.mean()), 4),
+        "centroid_hz": round(float(centroid[sounding].mean()) if any_sound else 0.0, 1),
+        "flatness": _sig(float(np.median(flatness[sounding])) if any_sound else 0.0),
+        "zcr": round(float(np.mean(np.signbit(x[1:]) != np.signbit(x[:-1]))) if len(x) > 1 else 0.0, 4),
+        "dc_offset": round(float(x.mean(dtype=np.float64)), 5),
+        "clip_fraction": round(_clip_fraction(x), 4),
+        "loop_s": round(loop_s, 3),
+        "loop_repeat_s": round(repeat_s, 2),
+        "steadiness": round(steady, 3),
+    }
+    stats["verdict"], stats["why"] = _verdict(stats)
+    return stats
+
+
+def _sig(v: float, digits: int = 3) -> float:
+    """Round to significant digits (flatness spans several decades)."""
+    return float(f"{v:.{digits}g}")
+
+
+def _verdict(s: dict) -> tuple[str, str]:
+    """Apply the rules of the module docstring, in order; returns (verdict, a short reason)."""
+    if s["silence_fraction"] >= SILENT_FRACTION:
+        return "silent", f"{s['silence_fraction']:.0%} of frames below {SILENCE_DB:g} dBFS"
+    if s["flatness"] >= NOISE_FLATNESS:
+        return "noise", f"spectral flatness {s['flatness']:.2f} >= {NOISE_FLATNESS}"
+    if s["flatness"] >= COLORED_NOISE_FLATNESS and s["steadiness"] >= STEADY:
+        return "noise", f"flatness {s['flatness']:.2f}, never changing ({s['steadiness']:.0%} steady)"
+    if s["clip_fraction"] >= CLIPPED_FRACTION:
+        return "clipped", f"{s['clip_fraction']:.1%} of samples in flat tops"
+    if s["loop_repeat_s"] >= max(STUCK_MIN_S, STUCK_FRACTION * s["seconds"]):
+        if s["steadiness"] >= STEADY:
+            return "stuck", f"the sound does not change for {s['loop_repeat_s']:.1f} s (a held note or drone)"
+        return "stuck", f"a {s['loop_s']:.2f} s loop repeats for {s['loop_repeat_s']:.1f} s"
+    return "ok", ""
+
+
+# ---- Fréchet distance between log-mel frame distributions -------------------------------------------------
+
+
+@dataclass
+class FrameGaussian:
+    """Running sums of feature frames, enough for a mean and covariance; sums of two sets add up."""
+
+    n: int
+    total: np.ndarray  # (D,)
+    outer: np.ndarray  # (D, D)
+
+    @classmethod
+    def of(cls, frames: np.ndarray) -> FrameGaussian:
+        """Sums of feature frames (T, D)."""
+        f = np.asarray(frames, dtype=np.float64)
+        return cls(len(f), f.sum(axis=0), f.T @ f)
+
+    @classmethod
+    def empty(cls, dim: int = FEATURE_MELS) -> FrameGaussian:
+        return cls(0, np.zeros(dim), np.zeros((dim, dim)))
+
+    def __add__(self, other: FrameGaussian) -> FrameGaussian:
+        return FrameGaussian(self.n + other.n, self.total + other.total, self.outer + other.outer)
+
+    @property
+    def mean(self) -> np.ndarray:
+        return self.total / self.n
+
+    @property
+    def cov(self) -> np.ndarray:
+        """Unbiased covariance, (D, D)."""
+        mu = self.mean
+        return (self.outer - self.n * np.outer(mu, mu)) / (self.n - 1)
+
+    def to_arrays(self, prefix: str) -> dict[str, np.ndarray]:
+        """For np.savez: the sums under prefixed names."""
+        return {f"{prefix}_n": np.array(self.n), f"{prefix}_total": self.total, f"{prefix}_outer": self.outer}
+
+    @classmethod
+    def from_arrays(cls, arrays, prefix: str) -> FrameGaussian:
+        return cls(int(arrays[f"{prefix}_n"]), arrays[f"{prefix}_total"], arrays[f"{prefix}_outer"])
+
+
+def frame_features(audio: np.ndarray, rate: int) -> np.ndarray:
+    """The Fréchet features of a mono clip: 64-band log10 mel power at 16 kHz (bels), (frames, 64)."""
+    x = np.asarray(audio, dtype=np.float32)
+    if rate != FEATURE_RATE:
+        x = soxr.resample(x, rate, FEATURE_RATE)
+    mel = log_mel(x, FEATURE_RATE, FEATURE_MELS, FEATURE_FFT, FEATURE_HOP)
+    return np.maximum(mel, FEATURE_FLOOR_DB) / 10.0
+
+
+def _sqrtm_psd(c: np.ndarray) -> np.ndarray:
+    """Square root of a symmetric positive semi-definite matrix by eigendecomposition."""
+    w, v = np.linalg.eigh((c + c.T) / 2)
+    return (v * np.sqrt(np.clip(w, 0.0, None))) @ v.T
+
+
+def frechet_distance(a: FrameGaussian, b: FrameGaussian) -> float:
+    """Fréchet distance between Gaussian fits: |mu_a - mu_b|^2 + tr(Ca + Cb - 2 (Ca Cb)^(1/2)).
+
+    tr((Ca Cb)^(1/2)) = tr((Sa Cb Sa)^(1/2)) with Sa = Ca^(1/2), and Sa Cb Sa is symmetric, so only eigh is
+    needed; a general sqrtm of the non-symmetric product turns complex on near-singular covariances.
+    """
+    assert a.n >= 2 and b.n >= 2, f"need at least 2 frames on each side, got {a.n} and {b.n}"
+    ca, cb = a.cov, b.cov
+    sa = _sqrtm_psd(ca)
+    middle = sa @ cb @ sa
+    tr_sqrt = np.sqrt(np.clip(np.linalg.eigvalsh((middle + middle.T) / 2), 0.0, None)).sum()
+    d = float(np.sum((a.mean - b.mean) ** 2) + np.trace(ca) + np.trace(cb) - 2.0 * tr_sqrt)
+    return max(d, 0.0)
+
+
+def dataset_chunks(dataset: str | Path, split: str) -> list[Path]:
+    """The chunk files of one split of a sliced dataset folder, in manifest order."""
+    dataset = Path(dataset)
+    try:
+        manifest = json.loads((dataset / "manifest.json").read_text(encoding="utf-8"))
+        chunks = manifest["chunks"]
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise UserError(f"{dataset}: not a sliced dataset folder (manifest.json: {e})") from None
+    files = [dataset / c["file"] for c in chunks if c.get("split") == split]
+    return [f for f in files if f.is_file()]
+
+
+def spread(items: list, count: int) -> list:
+    """`count` items spread evenly over the list (all of them if there are fewer)."""
+    if len(items) <= count:
+        return items
+    return [items[i] for i in np.linspace(0, len(items) - 1, count).round().astype(int)]
+
+
+def fit_files(files: list[Path], max_seconds: float | None = None) -> tuple[FrameGaussian, float, float]:
+    """Fréchet sums of files (spread evenly up to max_seconds), their seconds and mean-square level."""
+    g, seconds, energy, samples = FrameGaussian.empty(), 0.0, 0.0, 0
+    if max_seconds is not None and files:
+        # Chunks of one dataset share a length; read one to know how many fit.
+        first = sf.info(str(files[0])).duration
+        files = spread(files, max(1, int(max_seconds // max(first, 1e-3))))
+    for path in files:
+        audio, rate = load_audio(path)
+        g = g + FrameGaussian.of(frame_features(audio, rate))
+        seconds += len(audio) / rate
+        energy += float(np.sum(audio.astype(np.float64) ** 2))
+        samples += len(audio)
+    return g, seconds, energy / max(samples, 1)
+
+
+@dataclass
+class Reference:
+    """The valid split's Fréchet sums and the two anchors' (white noise, train split)."""
+
+    dataset: str
+    valid: FrameGaussian
+    noise: FrameGaussian
+    train: FrameGaussian | None
+
+    def distances(self, generated: FrameGaussian) -> dict:
+        """Fréchet distance of generated audio to the valid split, beside the anchors'."""
+        return {
+            "generated": round(frechet_distance(generated, self.valid), 3) if generated.n >= 2 else None,
+            "white_noise": round(frechet_distance(self.noise, self.valid), 3),
+            "train_split": round(frechet_distance(self.train, self.valid), 3) if self.train else None,
+        }
+
+    def save(self, path: str | Path) -> None:
+        """Write the sums as .npz, atomically."""
+        arrays = {**self.valid.to_arrays("valid"), **self.noise.to_arrays("noise")}
+        if self.train is not None:
+            arrays.update(self.train.to_arrays("train"))
+        with atomic_path(path, suffix=".npz") as tmp, open(tmp, "wb") as f:
+            np.savez(f, dataset=np.array(self.dataset), **arrays)
+
+    @classmethod
+    def load(cls, path: str | Path) -> Reference:
+        with np.load(path) as z:
+            train = FrameGaussian.from_arrays(z, "train") if "train_n" in z else None
+            return cls(str(z["dataset"]), FrameGaussian.from_arrays(z, "valid"),
+                       FrameGaussian.from_arrays(z, "noise"), train)
+
+
+def reference(dataset: str | Path, max_seconds: float = REFERENCE_SECONDS) -> Reference:
+    """Fit the valid split of a sliced dataset (chunks as stored) and the anchors, up to max_seconds each."""
+    valid_files = dataset_chunks(dataset, "valid")
+    if not valid_files:
+        raise UserError(f"{dataset}: the dataset has no valid-split chunks to compare against")
+    valid, seconds, mean_square = fit_files(valid_files, max_seconds)
+    if valid.n < 2:
+        raise UserError(f"{dataset}: the valid split is too short to compare against")
+    # Noise as loud as the real audio and as long: the anchor then differs in spectrum only.
+    rng = np.random.default_rng(0)
+    noise_audio = rng.standard_normal(round(seconds * FEATURE_RATE)) * math.sqrt(mean_square)
+    noise = FrameGaussian.of(frame_features(noise_audio, FEATURE_RATE))
+    train_files = dataset_chunks(dataset, "train")
+    train = fit_files(train_files, max_seconds)[0] if train_files else None
+    return Reference(str(dataset), valid, noise, train if train is not None and train.n >= 2 else None)
+
+
+# ---- command line -----------------------------------------------------------------------------------------
+
+
+def audio_files(paths: list[str | Path]) -> list[Path]:
+    """Files named, and audio files found under folders named (recursively, sorted; hidden files skipped)."""
+    found = []
+    for p in map(Path, paths):
+        if p.is_dir():
+            found += sorted(
+                f for f in p.rglob("*")
+                if f.is_file() and f.suffix.lower() in AUDIO_SUFFIXES and not f.name.startswith(".")
+            )
+        elif p.is_file():
+            found.append(p)
+        else:
+            raise UserError(f"{p}: no such file or folder")
+    return found
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("paths", nargs="+", metavar="FILES_OR_DIR", help="audio files, or folders to search")
+    parser.add_argument("--reference", metavar="DATASET", help="sliced dataset folder to compare against")
+    parser.add_argument("--json", metavar="OUT", help="also write every statistic to this JSON file")
+    parser.add_argument("--max-seconds", type=float, default=REFERENCE_SECONDS,
+                        help="audio read from each dataset split (default %(default)s)")
+
+
+def _row(cells: list[str], widths: list[int]) -> str:
+    return "  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(cells, widths)))
+
+
+def format_table(rows: list[tuple[str, dict]]) -> str:
+    """A plain-text table of (name, clip_stats) pairs."""
+    head = ["file", "sec", "rms dB", "silence", "centroid", "flatness", "zcr", "dc", "clip", "loop/span s",
+            "verdict"]
+    body = [
+        [
+            name, f"{s['seconds']:.1f}", f"{s.get('rms_db', FLOOR_DB):.1f}",
+            f"{s.get('silence_fraction', 1.0):.0%}", f"{s.get('centroid_hz', 0):.0f}",
+            f"{s.get('flatness', 0):.3g}", f"{s.get('zcr', 0):.3f}", f"{s.get('dc_offset', 0):+.3f}",
+            f"{s.get('clip_fraction', 0):.1%}", f"{s.get('loop_s', 0):.2f}/{s.get('loop_repeat_s', 0):.1f}",
+            s["verdict"] + (f" ({s['why']})" if s.get("why") else ""),
+        ]
+        for name, s in rows
+    ]
+    widths = [max(len(r[i]) for r in [head, *body]) for i in range(len(head))]
+    widths[-1] = 0  # the reason is free text at the end of the line
+    return "\n".join(_row(r, widths).rstrip() for r in [head, *body])
+
+
+def run(args: argparse.Namespace) -> int:
+    files = audio_files(args.paths)
+    if not files:
+        raise UserError(f"no audio files in {', '.join(args.paths)}")
+    ref = reference(args.reference, args.max_seconds) if args.reference else None
+    clips, generated = [], FrameGaussian.empty()
+    for path in files:
+        audio, rate = load_audio(path)
+        clips.append({"file": str(path), **clip_stats(audio, rate)})
+        if ref is not None:
+            generated = generated + FrameGaussian.of(frame_features(audio, rate))
+    print(format_table([(c["file"], c) for c in clips]))
+    counts = {v: sum(c["verdict"] == v for c in clips) for v in VERDICTS}
+    print("verdicts: " + ", ".join(f"{n} {v}" for v, n in counts.items() if n))
+    report: dict = {"clips": clips, "verdicts": counts}
+    if ref is not None:
+        d = ref.distances(generated)
+        report["frechet"] = {"reference": f"{args.reference} (valid split)", **d}
+        fmt = {k: "n/a" if v is None else f"{v:.1f}" for k, v in d.items()}
+        print(f"Fréchet distance to {args.reference} valid split (log-mel frames; lower is closer): "
+              f"these clips {fmt['generated']} | anchors: train split {fmt['train_split']}, "
+              f"white noise {fmt['white_noise']}")
+    if args.json:
+        write_json(args.json, report)
+    return 0
