@@ -49,7 +49,7 @@ def main() -> None:
     (ROOT / "runs" / "demo" / "demo-result.json").write_text(json.dumps(result, indent=1) + "\n")
     step("render", ["render", "--ckpt", str(best), "--seconds", str(args.seconds), "--count", str(args.tracks),
                     "--out", str(ROOT / "renders" / "demo" / "make-demo")])
-    print(f"\nlisten: {ROOT / 'renders' / 'demo' / 'make-demo'}\nlook:   {ROOT / 'runs' / 'demo' / 'index.html'}")
+    print(f"\nlisten: {ROOT / 'renders' / 'demo' / 'make-demo'}\nlook:   {ROOT / 'runs' / 'demo' / 'gallery.html'}")
 
 
 if __name__ == "__main__":

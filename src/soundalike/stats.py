@@ -327,8 +327,17 @@ def spread(items: list, count: int) -> list:
     return [items[i] for i in np.linspace(0, len(items) - 1, count).round().astype(int)]
 
 
-def fit_files(files: list[Path], max_seconds: float | None = None) -> tuple[FrameGaussian, float, float]:
-    """Fréchet sums of files (spread evenly up to max_seconds), their seconds and mean-square level."""
+def dataset_gain(dataset: str | Path) -> float:
+    """The dataset-wide normalization gain of a sliced dataset (what the model was trained on)."""
+    try:
+        return float(json.loads((Path(dataset) / "manifest.json").read_text(encoding="utf-8")).get("gain", 1.0))
+    except (OSError, ValueError, TypeError) as e:
+        raise UserError(f"{dataset}: not a sliced dataset folder (manifest.json: {e})") from None
+
+
+def fit_files(files: list[Path], max_seconds: float | None = None,
+              gain: float = 1.0) -> tuple[FrameGaussian, float, float]:
+    """Fréchet sums of files (spread evenly up to max_seconds, scaled by gain), their seconds and mean square."""
     g, seconds, energy, samples = FrameGaussian.empty(), 0.0, 0.0, 0
     if max_seconds is not None and files:
         # Chunks of one dataset share a length; read one to know how many fit.
@@ -336,6 +345,7 @@ def fit_files(files: list[Path], max_seconds: float | None = None) -> tuple[Fram
         files = spread(files, max(1, int(max_seconds // max(first, 1e-3))))
     for path in files:
         audio, rate = load_audio(path)
+        audio = audio * np.float32(gain)
         g = g + FrameGaussian.of(frame_features(audio, rate))
         seconds += len(audio) / rate
         energy += float(np.sum(audio.astype(np.float64) ** 2))
@@ -377,11 +387,15 @@ class Reference:
 
 
 def reference(dataset: str | Path, max_seconds: float = REFERENCE_SECONDS) -> Reference:
-    """Fit the valid split of a sliced dataset (chunks as stored) and the anchors, up to max_seconds each."""
+    """Fit the valid split of a sliced dataset and the anchors, up to max_seconds each.
+
+    Chunks are scaled by the dataset's gain: generated audio comes out at the level the model was trained on.
+    """
     valid_files = dataset_chunks(dataset, "valid")
     if not valid_files:
         raise UserError(f"{dataset}: the dataset has no valid-split chunks to compare against")
-    valid, seconds, mean_square = fit_files(valid_files, max_seconds)
+    gain = dataset_gain(dataset)
+    valid, seconds, mean_square = fit_files(valid_files, max_seconds, gain)
     if valid.n < 2:
         raise UserError(f"{dataset}: the valid split is too short to compare against")
     # Noise as loud as the real audio and as long: the anchor then differs in spectrum only.
@@ -389,7 +403,7 @@ def reference(dataset: str | Path, max_seconds: float = REFERENCE_SECONDS) -> Re
     noise_audio = rng.standard_normal(round(seconds * FEATURE_RATE)) * math.sqrt(mean_square)
     noise = FrameGaussian.of(frame_features(noise_audio, FEATURE_RATE))
     train_files = dataset_chunks(dataset, "train")
-    train = fit_files(train_files, max_seconds)[0] if train_files else None
+    train = fit_files(train_files, max_seconds, gain)[0] if train_files else None
     return Reference(str(dataset), valid, noise, train if train is not None and train.n >= 2 else None)
 
 

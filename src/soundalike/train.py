@@ -363,13 +363,11 @@ class Trainer:
             with atomic_open(out / f"sample-{i:02d}.json") as f:
                 json.dump(meta, f)
             stats.append(self._clip_stats(clip, wav))
-        return [s for s in stats if s]
+        return stats
 
-    def _clip_stats(self, clip: np.ndarray, wav: Path) -> dict | None:
-        try:
-            from .stats import clip_stats
-        except ImportError:
-            return None
+    def _clip_stats(self, clip: np.ndarray, wav: Path) -> dict:
+        from .stats import clip_stats
+
         s = clip_stats(clip, self.train_set.sample_rate)
         if s.get("verdict") in ("noise", "silent", "stuck", "clipped"):
             self.log(f"warning: sample {wav.name} at step {self.step} sounds {s['verdict']}")
@@ -452,8 +450,9 @@ class Trainer:
     def _gallery(self) -> None:
         if not self.dist.main:
             return
+        from .gallery import build_gallery
+
         try:
-            from .gallery import build_gallery
-        except ImportError:
-            return
-        build_gallery(self.run_dir)
+            build_gallery(self.run_dir)
+        except Exception as e:  # noqa: BLE001 (the page is a convenience; training must go on)
+            self.log(f"warning: could not rebuild the gallery: {type(e).__name__}: {e}")
