@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 # A CPU build of torch unless a GPU is present: a bare `torch` requirement would pull several GB of CUDA wheels.
 TORCH_SPEC ?= $(shell if command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1; then echo torch; else echo torch==2.13.0; fi)
 
-.PHONY: install demo test lint clean-demo
+.PHONY: install browser demo test lint
 
 $(BIN)/.installed: pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -19,7 +19,15 @@ install: $(BIN)/.installed
 demo: install
 	$(BIN)/python tools/demo.py
 
-test: install
+# Headless Chromium for the gallery's browser test; without root or apt the test is skipped.
+browser:
+	@command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 || \
+	  { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 && \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; } || \
+	  echo "chromium could not be installed: the gallery's browser test will be skipped"
+
+test: install browser
+	$(BIN)/ruff check src tests tools train.py render.py
 	$(BIN)/python -m pytest
 
 lint: install
