@@ -16,7 +16,7 @@ NOISE_BLOCK = 1024
 def gumbel(u: torch.Tensor) -> torch.Tensor:
     """Uniform (0, 1) noise -> standard Gumbel noise."""
     tiny = torch.finfo(u.dtype).tiny
-    return -torch.log(-torch.log(u.clamp_min(tiny)).clamp_min(tiny))
+    return -torch.log((-torch.log(u.clamp_min(tiny))).clamp_min(tiny))
 
 
 class NoiseStream:
@@ -32,12 +32,39 @@ class NoiseStream:
         """The next whole block (B, block, q_levels)."""
         return gumbel(torch.rand((self.batch, self.block, self.q_levels), generator=self.gen))
 
+    def _refill(self) -> None:
+        self.buf_gen_state = self.gen.get_state()  # resuming redraws the current block from here
+        self.buf, self.pos = self.block_noise(), 0
+
     def next(self) -> torch.Tensor:
         """Noise for one sample (B, q_levels)."""
         if self.pos == self.block:
-            self.buf, self.pos = self.block_noise(), 0
+            self._refill()
         self.pos += 1
         return self.buf[:, self.pos - 1]
+
+    def take(self, n: int) -> torch.Tensor:
+        """Noise for the next `n` samples (B, n, q_levels): the same as `n` calls of `next`."""
+        parts = []
+        while n:
+            if self.pos == self.block:
+                self._refill()
+            k = min(n, self.block - self.pos)
+            parts.append(self.buf[:, self.pos:self.pos + k])
+            self.pos, n = self.pos + k, n - k
+        return parts[0] if len(parts) == 1 else torch.cat(parts, dim=1)
+
+    def state(self) -> dict:
+        """Where the stream is: enough to continue it exactly with `load_state`."""
+        gen = self.buf_gen_state if self.pos < self.block else self.gen.get_state()
+        return {"gen": gen.clone(), "pos": self.pos}
+
+    def load_state(self, state: dict) -> None:
+        self.gen.set_state(state["gen"])
+        self.buf, self.pos = None, self.block
+        if state["pos"] < self.block:
+            self._refill()
+            self.pos = state["pos"]
 
 
 @torch.no_grad()

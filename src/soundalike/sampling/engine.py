@@ -1,0 +1,200 @@
+"""The sampling engine: streams of samples from any model family that provides a `Stepper`.
+
+The engine owns what every family shares: the history buffer, the pre-drawn noise of the randomness
+contract (`reference.NoiseStream`), per-stream temperatures, priming, and a state that resumes a stream
+exactly. A family's stepper owns its recurrent state and draws `hop` samples per `advance` call, however it
+likes (SampleRNN: `samplernn.SampleRNNStepper`). To plug in a family, write a class with the `Stepper`
+methods and either give the model a `stepper(device, dtype, backend)` method that returns one, or add the
+model's class name to `STEPPERS`.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Protocol
+
+import numpy as np
+import torch
+
+from .reference import NoiseStream
+
+# model class name -> "module:StepperClass", for models that do not build their own stepper
+STEPPERS = {"SampleRNN": "soundalike.sampling.samplernn:SampleRNNStepper"}
+
+CHUNK = 4096  # samples generated between history shifts (and noise transfers to the device)
+
+
+class Stepper(Protocol):
+    """A model's step-wise generation for B streams at once.
+
+    Samples are integer levels in [0, q_levels). The engine keeps the history `seq` (B, L) int64 on
+    `device`; `advance` reads the `context` samples before `pos` and writes the next `hop` samples in place.
+    """
+
+    q_levels: int
+    hop: int  # samples drawn per advance() call
+    context: int  # history samples advance() reads, and prime() wants before the primed samples
+    device: torch.device
+    dtype: torch.dtype  # of the logits
+
+    def reset(self, batch: int) -> None:
+        """Start `batch` streams from the model's initial state (history: `context` samples of silence)."""
+
+    def prime(self, levels: torch.Tensor) -> None:
+        """Teacher-force levels (B, context + k * hop) on `device`, from the initial state, to set the state."""
+
+    def advance(self, seq: torch.Tensor, pos: int, noise: torch.Tensor, temperature: torch.Tensor,
+                logits: torch.Tensor | None = None) -> None:
+        """Write seq[:, pos:pos + hop]. noise (B, hop, q_levels) float32 Gumbel and temperature (B,) float32 on
+        `device`; sample t is argmax(float32(logits_t) / temperature + noise[:, t]); logits (B, hop, q_levels)
+        receives the logits used when given."""
+
+    def state(self) -> dict[str, torch.Tensor]:
+        """The recurrent state between two advance() calls, as CPU tensors."""
+
+    def load_state(self, state: dict[str, torch.Tensor]) -> None:
+        """Continue from a `state()`."""
+
+
+def make_stepper(model: torch.nn.Module, device=None, dtype: torch.dtype | None = None,
+                 backend: str = "auto") -> Stepper:
+    """The stepper of `model`'s family; weights are read (and folded) once, here."""
+    if hasattr(model, "stepper"):
+        return model.stepper(device=device, dtype=dtype, backend=backend)
+    name = type(model).__name__
+    if name not in STEPPERS:
+        raise TypeError(f"no sampling stepper for {name}; add one to soundalike.sampling.engine.STEPPERS")
+    module, cls = STEPPERS[name].split(":")
+    return getattr(importlib.import_module(module), cls)(model, device=device, dtype=dtype, backend=backend)
+
+
+def temperatures(temperature, batch: int) -> torch.Tensor:
+    """One temperature or one per stream -> (batch,) float32."""
+    temp = torch.as_tensor(temperature, dtype=torch.float32).reshape(-1)
+    assert len(temp) in (1, batch), f"expected 1 or {batch} temperatures, got {len(temp)}"
+    return temp.expand(batch).clone()
+
+
+class Sampler:
+    """B streams of samples from a model: `prime` optionally, then `generate(n)` as often as wanted.
+
+    Consecutive `generate` calls continue one stream; `state_dict` / `load_state_dict` resume it exactly.
+    """
+
+    def __init__(self, model: torch.nn.Module, batch: int = 1, temperature: float | list | torch.Tensor = 1.0,
+                 seed: int = 0, device=None, dtype: torch.dtype | None = None, backend: str = "auto"):
+        self.stepper = make_stepper(model, device, dtype, backend)
+        s = self.stepper
+        self.batch, self.q_levels, self.device = batch, s.q_levels, s.device
+        self.temperature = temperatures(temperature, batch).to(self.device)
+        self.noise = NoiseStream(batch, s.q_levels, seed)
+        self.silence = s.q_levels // 2
+        # History buffer: `context` samples before `self.filled`, room for CHUNK more before a shift.
+        self.span = s.hop * max(1, CHUNK // s.hop)
+        self.seq = torch.full((batch, s.context + self.span), self.silence, dtype=torch.long, device=self.device)
+        self.filled = s.context
+        self.read = s.context  # samples before `read` were already returned
+        self.generated = 0  # samples returned so far, per stream
+        self._noise: torch.Tensor | None = None  # noise of the current span, on the device
+        self._noise_pos = 0
+        self._noise_state: dict = {}
+        self._logits: torch.Tensor | None = None  # logits of the samples in `seq`, when asked for
+        s.reset(batch)
+
+    @torch.no_grad()
+    def prime(self, levels: np.ndarray | torch.Tensor) -> int:
+        """Run levels (T,) or (B, T) through the model; generation continues right after their last sample.
+
+        The front is padded with silence to whole top frames (as if generation had started earlier from
+        silence). Returns the number of padding samples. Only valid before the first `generate`.
+        """
+        assert self.generated == 0 and self.filled == self.read, "prime before generating"
+        s = self.stepper
+        x = torch.as_tensor(np.asarray(levels), dtype=torch.long)
+        x = x.expand(self.batch, -1) if x.dim() == 1 else x
+        pad = -x.shape[1] % s.hop
+        full = torch.full((self.batch, s.context + pad + x.shape[1]), self.silence, dtype=torch.long)
+        full[:, s.context + pad:] = x
+        if x.shape[1]:
+            s.prime(full.to(self.device))
+        self.seq[:, :s.context] = full[:, -s.context:].to(self.device)
+        return pad
+
+    def _next_noise(self) -> torch.Tensor:
+        if self._noise is None or self._noise_pos == self._noise.shape[1]:
+            # Noise for the whole span in one transfer: no per-sample host-device traffic.
+            self._noise_state = self.noise.state()
+            self._noise = self.noise.take(self.span).to(self.device, non_blocking=True)
+            self._noise_pos = 0
+        hop = self.stepper.hop
+        out = self._noise[:, self._noise_pos:self._noise_pos + hop]
+        self._noise_pos += hop
+        return out
+
+    @torch.no_grad()
+    def generate(self, n: int, logits: bool = False) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+        """The next n samples of every stream: (B, n) int64 on the CPU (and the logits used, (B, n, Q)).
+
+        With `logits`, every call since the sampler was made must have asked for them.
+        """
+        s = self.stepper
+        out = torch.empty((self.batch, n), dtype=torch.long)
+        lg_out = None
+        if logits:
+            lg_out = torch.empty((self.batch, n, self.q_levels), dtype=s.dtype)
+            if self._logits is None:
+                self._logits = torch.empty((*self.seq.shape, self.q_levels), dtype=s.dtype, device=self.device)
+        done = 0
+        while done < n:
+            if self.read == self.filled:
+                if self.filled + s.hop > self.seq.shape[1]:
+                    self.seq[:, :s.context] = self.seq[:, self.filled - s.context:self.filled].clone()
+                    self.filled = self.read = s.context
+                lg = None if self._logits is None else self._logits[:, self.filled:self.filled + s.hop]
+                s.advance(self.seq, self.filled, self._next_noise(), self.temperature, lg)
+                self.filled += s.hop
+            k = min(n - done, self.filled - self.read)
+            out[:, done:done + k] = self.seq[:, self.read:self.read + k].cpu()
+            if lg_out is not None:
+                lg_out[:, done:done + k] = self._logits[:, self.read:self.read + k].cpu()
+            self.read += k
+            done += k
+        self.generated += n
+        return (out, lg_out) if logits else out
+
+    def state_dict(self) -> dict:
+        """Everything needed to continue the streams exactly (CPU tensors and ints)."""
+        s = self.stepper
+        start = min(self.read, self.filled - s.context)
+        loaded = self._noise is not None and self._noise_pos < self._noise.shape[1]
+        return {
+            "stepper": s.state(),
+            "tail": self.seq[:, start:self.filled].cpu().clone(),  # history and samples not yet returned
+            "pending": self.filled - self.read,
+            # The noise stream where the span in use was drawn, and how far into the span we are.
+            "noise": self._noise_state if loaded else self.noise.state(),
+            "noise_pos": self._noise_pos if loaded else -1,
+            "temperature": self.temperature.cpu().clone(),
+            "generated": self.generated,
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        self.stepper.load_state(state["stepper"])
+        tail = state["tail"].to(self.device)
+        self.seq[:, :tail.shape[1]] = tail
+        self.filled = tail.shape[1]
+        self.read = self.filled - state["pending"]
+        self.temperature = state["temperature"].to(self.device)
+        self.generated = state["generated"]
+        self.noise.load_state(state["noise"])
+        self._noise = None
+        if state["noise_pos"] >= 0:
+            self._next_noise()
+            self._noise_pos = state["noise_pos"]
+
+
+@torch.no_grad()
+def generate(model: torch.nn.Module, n_samples: int, batch: int = 1, temperature: float | torch.Tensor = 1.0,
+             seed: int = 0, **kwargs) -> torch.Tensor:
+    """Generate (B, n_samples) levels from silence: the same samples as `reference.generate`, much faster."""
+    return Sampler(model, batch, temperature, seed, **kwargs).generate(n_samples)

@@ -1,0 +1,247 @@
+"""The sample-level inner loop of SampleRNN on the CPU: one bottom frame of samples per call, in C++.
+
+Per sample the loop gathers and sums `context` rows of the folded input tables, adds the frame tier's
+conditioning, runs the two-layer head and draws the sample with the Gumbel-max rule of the randomness
+contract (`argmax(float32(logits) / temperature + noise)`, first index on ties), writing it straight into
+the history it reads from. Doing that in Python costs ~10 dispatches per sample; here it is one call per
+frame.
+
+The C++ source is compiled at first use with the system `g++` (about a second; `-O3 -march=native`) into
+a per-user cache keyed by the source, the compiler and the CPU, and loaded with ctypes (no torch headers, no
+Python extension build). Without a compiler, `load()` returns None and callers fall back to `mlp_frame_numpy`.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import hashlib
+import os
+import platform
+import shutil
+import subprocess
+import tempfile
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+SOURCE = r"""
+#include <cstdint>
+#include <cstring>
+
+// 512-bit vectors (two 256-bit halves where AVX-512 is missing); unaligned loads through memcpy.
+template <typename T> struct Vec;
+template <> struct Vec<float> { typedef float type __attribute__((vector_size(64))); };
+template <> struct Vec<double> { typedef double type __attribute__((vector_size(64))); };
+
+template <typename T>
+static inline typename Vec<T>::type load(const T* p) {
+    typename Vec<T>::type v;
+    std::memcpy(&v, p, sizeof(v));
+    return v;
+}
+
+template <typename T>
+static inline T hsum(typename Vec<T>::type a, typename Vec<T>::type b) {
+    constexpr int N = 64 / sizeof(T);
+    T s = 0;
+    for (int l = 0; l < N; l++) s += a[l] + b[l];
+    return s;
+}
+
+// Y[b, i] = W[i] . X[b] + bias[i] (optionally ReLU) for W (R x D) row-major and X (B x D). Four rows at a
+// time share each load of x; two accumulators per row hide the FMA latency. Fixed summation order.
+template <typename T>
+static void gemv(const T* __restrict W, const T* __restrict bias, const T* __restrict X, int B, int R, int D,
+                 T* __restrict Y, bool relu) {
+    typedef typename Vec<T>::type V;
+    constexpr int N = 64 / sizeof(T);
+    const int Dv = D - D % (2 * N);
+    int i = 0;
+    for (; i + 4 <= R; i += 4) {
+        const T* w0 = W + (int64_t)i * D;
+        const T* w1 = w0 + D;
+        const T* w2 = w1 + D;
+        const T* w3 = w2 + D;
+        for (int b = 0; b < B; b++) {
+            const T* x = X + (int64_t)b * D;
+            V a0 = {}, a1 = {}, a2 = {}, a3 = {}, c0 = {}, c1 = {}, c2 = {}, c3 = {};
+            for (int k = 0; k < Dv; k += 2 * N) {
+                const V x0 = load(x + k), x1 = load(x + k + N);
+                a0 += load(w0 + k) * x0; c0 += load(w0 + k + N) * x1;
+                a1 += load(w1 + k) * x0; c1 += load(w1 + k + N) * x1;
+                a2 += load(w2 + k) * x0; c2 += load(w2 + k + N) * x1;
+                a3 += load(w3 + k) * x0; c3 += load(w3 + k + N) * x1;
+            }
+            T s[4] = {hsum<T>(a0, c0), hsum<T>(a1, c1), hsum<T>(a2, c2), hsum<T>(a3, c3)};
+            for (int k = Dv; k < D; k++) {
+                s[0] += w0[k] * x[k]; s[1] += w1[k] * x[k]; s[2] += w2[k] * x[k]; s[3] += w3[k] * x[k];
+            }
+            T* y = Y + (int64_t)b * R + i;
+            for (int r = 0; r < 4; r++) {
+                const T v = s[r] + bias[i + r];
+                y[r] = relu && v < 0 ? 0 : v;
+            }
+        }
+    }
+    for (; i < R; i++) {
+        const T* w = W + (int64_t)i * D;
+        for (int b = 0; b < B; b++) {
+            const T* x = X + (int64_t)b * D;
+            T s = 0;
+            for (int k = 0; k < D; k++) s += w[k] * x[k];
+            const T v = s + bias[i];
+            Y[(int64_t)b * R + i] = relu && v < 0 ? 0 : v;
+        }
+    }
+}
+
+// One bottom frame of `n` samples for B streams; see kernel.py for the arguments.
+template <typename T>
+static void mlp_frame(int B, int n, int C, int Q, int D,
+                      const T* tables, const T* cond, int64_t cond_sb,
+                      const T* w1, const T* b1, const T* w2, const T* b2,
+                      int64_t* seq, int64_t seq_sb, int64_t pos,
+                      const float* noise, int64_t noise_sb, const float* temp,
+                      T* logits_out, int64_t logits_sb, T* work) {
+    T* h = work;             // (B, D)
+    T* h2 = h + B * D;       // (B, D)
+    T* lg = h2 + B * D;      // (B, Q)
+    for (int j = 0; j < n; j++) {
+        for (int b = 0; b < B; b++) {
+            const int64_t* prev = seq + b * seq_sb + pos + j - C;
+            T* hb = h + (int64_t)b * D;
+            const T* row = tables + prev[0] * D;
+            for (int d = 0; d < D; d++) hb[d] = row[d];
+            for (int p = 1; p < C; p++) {
+                row = tables + ((int64_t)p * Q + prev[p]) * D;
+                for (int d = 0; d < D; d++) hb[d] += row[d];
+            }
+            const T* c = cond + b * cond_sb + (int64_t)j * D;
+            for (int d = 0; d < D; d++) {
+                const T v = hb[d] + c[d];
+                hb[d] = v > 0 ? v : 0;
+            }
+        }
+        gemv<T>(w1, b1, h, B, D, D, h2, true);
+        gemv<T>(w2, b2, h2, B, Q, D, lg, false);
+        for (int b = 0; b < B; b++) {
+            const T* l = lg + (int64_t)b * Q;
+            const float* g = noise + b * noise_sb + (int64_t)j * Q;
+            const float t = temp[b];
+            int best = 0;
+            float bv = (float)l[0] / t + g[0];
+            for (int q = 1; q < Q; q++) {
+                const float v = (float)l[q] / t + g[q];
+                if (v > bv) { bv = v; best = q; }
+            }
+            seq[b * seq_sb + pos + j] = best;
+            if (logits_out) std::memcpy(logits_out + b * logits_sb + (int64_t)j * Q, l, sizeof(T) * Q);
+        }
+    }
+}
+
+#define EXPORT(NAME, T)                                                                                   \
+extern "C" void NAME(int B, int n, int C, int Q, int D, const T* tables, const T* cond, int64_t cond_sb,  \
+                     const T* w1, const T* b1, const T* w2, const T* b2, int64_t* seq, int64_t seq_sb,      \
+                     int64_t pos, const float* noise, int64_t noise_sb, const float* temp, T* logits_out,   \
+                     int64_t logits_sb, T* work) {                                                          \
+    mlp_frame<T>(B, n, C, Q, D, tables, cond, cond_sb, w1, b1, w2, b2, seq, seq_sb, pos, noise, noise_sb,  \
+                 temp, logits_out, logits_sb, work);                                                        \
+}
+EXPORT(mlp_frame_f32, float)
+EXPORT(mlp_frame_f64, double)
+"""
+
+FLAGS = ["-O3", "-march=native", "-shared", "-fPIC", "-std=c++17", "-fno-math-errno"]
+
+_loaded: dict[str, ctypes.CDLL | None] = {}
+
+
+def _cache_dir() -> Path:
+    root = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(root) / "soundalike" / "kernels"
+
+
+def _cpu_id() -> str:
+    """What `-march=native` depends on: the CPU's model and flags."""
+    try:
+        lines = Path("/proc/cpuinfo").read_text().splitlines()
+        return "\n".join(sorted({ln for ln in lines if ln.startswith(("model name", "flags"))}))
+    except OSError:
+        return platform.processor()
+
+
+def _compile(cxx: str) -> Path:
+    version = subprocess.run([cxx, "--version"], capture_output=True, text=True, check=True).stdout
+    key = hashlib.sha256("\0".join([SOURCE, cxx, version, " ".join(FLAGS), _cpu_id()]).encode()).hexdigest()
+    lib = _cache_dir() / f"mlp_frame-{key[:16]}.so"
+    if lib.is_file():
+        return lib
+    lib.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=lib.parent) as tmp:
+        src = Path(tmp) / "mlp_frame.cpp"
+        src.write_text(SOURCE)
+        out = Path(tmp) / lib.name
+        subprocess.run([cxx, *FLAGS, str(src), "-o", str(out)], check=True, capture_output=True, text=True)
+        os.replace(out, lib)  # atomic: concurrent first uses each compile and one rename wins
+    return lib
+
+
+def load() -> ctypes.CDLL | None:
+    """The compiled kernel library, or None (with one warning) when there is no working C++ compiler.
+
+    SOUNDALIKE_KERNEL=numpy skips the compiled kernel.
+    """
+    if "lib" in _loaded:
+        return _loaded["lib"]
+    lib = None
+    cxx = os.environ.get("CXX") or shutil.which("g++") or shutil.which("c++")
+    if os.environ.get("SOUNDALIKE_KERNEL", "").lower() == "numpy":
+        pass
+    elif cxx is None:
+        warnings.warn("no C++ compiler found: sampling uses the slower numpy loop", stacklevel=2)
+    else:
+        try:
+            lib = ctypes.CDLL(str(_compile(cxx)))
+        except (OSError, subprocess.CalledProcessError) as e:
+            detail = getattr(e, "stderr", "") or e
+            warnings.warn(f"compiling the sampling kernel failed, using the slower numpy loop: {detail}",
+                          stacklevel=2)
+            lib = None
+    if lib is not None:
+        p, i, i64 = ctypes.c_void_p, ctypes.c_int, ctypes.c_int64
+        for name in ("mlp_frame_f32", "mlp_frame_f64"):
+            fn = getattr(lib, name)
+            fn.argtypes = [i, i, i, i, i, p, p, i64, p, p, p, p, p, i64, i64, p, i64, p, p, i64, p]
+            fn.restype = None
+    _loaded["lib"] = lib
+    return lib
+
+
+def mlp_frame_numpy(tables: np.ndarray, cond: np.ndarray, w1: np.ndarray, b1: np.ndarray, w2: np.ndarray,
+                    b2: np.ndarray, seq: np.ndarray, pos: int, noise: np.ndarray, temp: np.ndarray,
+                    logits_out: np.ndarray | None) -> None:
+    """The same loop as the C++ kernel, one sample at a time in numpy (the fallback).
+
+    tables (C, Q, D), cond (B, n, D), w1 (D, D), w2 (Q, D), seq (B, L) int64 written at [pos, pos + n),
+    noise (B, n, Q) float32 Gumbel, temp (B,) float32, logits_out (B, n, Q) or None.
+    """
+    C, Q, D = tables.shape
+    n = cond.shape[1]
+    flat = tables.reshape(C * Q, D)
+    offsets = np.arange(C) * Q
+    rows = np.arange(len(seq))
+    for j in range(n):
+        h = flat[seq[:, pos + j - C:pos + j] + offsets].sum(axis=1)  # (B, D)
+        h += cond[:, j]
+        np.maximum(h, 0, out=h)
+        h2 = h @ w1.T
+        h2 += b1
+        np.maximum(h2, 0, out=h2)
+        logits = h2 @ w2.T
+        logits += b2
+        v = logits.astype(np.float32) / temp[:, None] + noise[:, j]
+        seq[rows, pos + j] = v.argmax(axis=1)
+        if logits_out is not None:
+            logits_out[:, j] = logits

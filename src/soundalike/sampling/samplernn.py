@@ -1,0 +1,199 @@
+"""SampleRNN stepper for the sampling engine: folded weights, tiers once per frame, a compiled sample loop.
+
+At construction every weight the generator needs is read once from the model (weight norm folded into
+plain matrices, the sample-level embedding and input layer folded into per-position tables). Per top frame
+of `lookback` samples, each frame tier runs once per its own frame for all streams together (torch ops,
+any device); the samples of each bottom frame are drawn by the sample-level loop: the C++ kernel on the
+CPU (`kernel.py`, numpy when no compiler), torch ops elsewhere (no host-device sync: samples stay on the
+device).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from . import kernel as _kernel
+
+BACKENDS = ("auto", "c", "numpy", "torch")
+
+
+def _w(t: torch.Tensor, device, dtype) -> torch.Tensor:
+    return t.detach().to(device=device, dtype=dtype).contiguous()
+
+
+class _Tier:
+    """Plain tensors of one frame tier."""
+
+    def __init__(self, tier, device, dtype):
+        self.frame, self.ratio, self.n_rnn, self.lstm, self.skip = (
+            tier.frame_size, tier.ratio, tier.n_rnn, tier.lstm, tier.skip)
+        self.w_in, self.b_in = _w(tier.input_proj.weight, device, dtype), _w(tier.input_proj.bias, device, dtype)
+        self.layers = []  # (w_ih, w_hh, b_ih, b_hh) per layer, bottom first
+        for rnn in tier.rnns:
+            for k in range(rnn.num_layers):
+                self.layers.append(tuple(_w(getattr(rnn, f"{name}_l{k}"), device, dtype)
+                                         for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")))
+        if self.skip:
+            self.w_skip, self.b_skip = _w(tier.skip_proj.weight, device, dtype), _w(tier.skip_proj.bias, device, dtype)
+        self.w_up, self.b_up = _w(tier.upsample.weight, device, dtype), _w(tier.upsample.bias, device, dtype)
+        self.h0 = _w(tier.h0, device, dtype)  # (n_states, n_rnn, 1, dim)
+
+
+class SampleRNNStepper:
+    """The step-wise SampleRNN for `soundalike.sampling.Sampler` (see `engine.Stepper`)."""
+
+    def __init__(self, model, device: torch.device | str | None = None, dtype: torch.dtype | None = None,
+                 backend: str = "auto"):
+        if backend not in BACKENDS:
+            raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
+        param = next(model.parameters())
+        self.device = torch.device(device) if device is not None else param.device
+        self.dtype = dtype or param.dtype
+        self.model = model
+        self.q_levels, self.dim = model.q_levels, model.dim
+        self.frame_sizes, self.tier_frames = list(model.frame_sizes), list(model.tier_frames)
+        self.context = self.hop = model.lookback
+        self.silence = model.q_levels // 2
+        with torch.no_grad():
+            self.tiers = [_Tier(t, self.device, self.dtype) for t in model.tiers]
+            mlp = model.mlp
+            self.tables = _w(mlp.input_tables(), self.device, self.dtype)  # (context, Q, dim)
+            self.w1, self.b1 = _w(mlp.hidden.weight, self.device, self.dtype), _w(mlp.hidden.bias, self.device, self.dtype)
+            self.w2, self.b2 = _w(mlp.output.weight, self.device, self.dtype), _w(mlp.output.bias, self.device, self.dtype)
+        self.offsets = torch.arange(self.frame_sizes[0], device=self.device) * self.q_levels
+        self.backend = self._pick_backend(backend)
+        self.states: list = []
+        self.batch = 0
+
+    def _pick_backend(self, backend: str) -> str:
+        cpu_ok = self.device.type == "cpu" and self.dtype in (torch.float32, torch.float64)
+        if backend == "auto":
+            if not cpu_ok:
+                return "torch"
+            return "c" if _kernel.load() is not None else "numpy"
+        if backend in ("c", "numpy") and not cpu_ok:
+            raise ValueError(f"backend {backend!r} needs float32/float64 on the CPU")
+        if backend == "c" and _kernel.load() is None:
+            raise RuntimeError("the compiled sampling kernel is not available (no C++ compiler?)")
+        return backend
+
+    # --- state ------------------------------------------------------------------------------------------
+
+    def reset(self, batch: int) -> None:
+        """The model's initial state for `batch` streams."""
+        self.batch = batch
+        self.states = []
+        for t in self.tiers:
+            h0 = t.h0.expand(-1, -1, batch, -1).clone()  # (n_states, n_rnn, B, dim)
+            self.states.append(h0)
+        self._alloc()
+
+    def _alloc(self) -> None:
+        B, D, Q, fs = self.batch, self.dim, self.q_levels, self.frame_sizes[0]
+        if self.backend == "c":
+            self._lib = _kernel.load()
+            self._fn = self._lib.mlp_frame_f32 if self.dtype == torch.float32 else self._lib.mlp_frame_f64
+            self._work = torch.empty(B * (2 * D + Q), dtype=self.dtype)
+            # Argument prefix fixed for this batch: sizes and weight pointers (the tensors live on self).
+            self._args = (B, fs, fs, Q, D, self.tables.data_ptr())
+            self._wargs = (self.w1.data_ptr(), self.b1.data_ptr(), self.w2.data_ptr(), self.b2.data_ptr())
+        elif self.backend == "numpy":
+            self._np = {k: getattr(self, k).numpy() for k in ("tables", "w1", "b1", "w2", "b2")}
+
+    def state(self) -> dict[str, torch.Tensor]:
+        """The recurrent state (between top frames) as CPU tensors."""
+        return {f"tier{k}": s.cpu().clone() for k, s in enumerate(self.states)}
+
+    def load_state(self, state: dict[str, torch.Tensor]) -> None:
+        self.states = [state[f"tier{k}"].to(self.device, self.dtype).clone() for k in range(len(self.tiers))]
+        self.batch = self.states[0].shape[2]
+        self._alloc()
+
+    @torch.no_grad()
+    def prime(self, levels: torch.Tensor) -> None:
+        """Teacher-force levels (B, context + k * hop) from the initial state through the model itself."""
+        B, total = levels.shape
+        L = self.context
+        assert total > L and (total - L) % L == 0, f"prime length {total} must be {L} + a multiple of {L}"
+        state = None
+        chunk = L * max(1, 16384 // L)  # bounded memory for long primes (the forward also makes logits)
+        x = levels.to(next(self.model.parameters()).device)
+        for start in range(0, total - L, chunk):
+            _, state = self.model(x[:, start:start + L + min(chunk, total - L - start)], state)
+        self.batch = B
+        self.states = []
+        for s in state:
+            s = torch.stack(s) if isinstance(s, tuple) else s[None]  # (n_states, n_rnn, B, dim)
+            self.states.append(s.to(self.device, self.dtype).clone())
+        self._alloc()
+
+    # --- generation -------------------------------------------------------------------------------------
+
+    def _tier_step(self, k: int, seq: torch.Tensor, pos: int, upper: torch.Tensor | None) -> torch.Tensor:
+        """Tier k on the frame ending before `pos` -> conditioning (B, ratio, dim); updates its state."""
+        t, state = self.tiers[k], self.states[k]
+        half = self.q_levels // 2
+        grid = (seq[:, pos - t.frame:pos].to(self.dtype) - half) / half  # the model's to_grid
+        x = F.linear(grid, t.w_in, t.b_in)
+        if upper is not None:
+            x = x + upper
+        outs = []
+        for i, (w_ih, w_hh, b_ih, b_hh) in enumerate(t.layers):
+            if t.lstm:
+                h, c = torch.lstm_cell(x, (state[0, i], state[1, i]), w_ih, w_hh, b_ih, b_hh)
+                state[1, i] = c
+            else:
+                h = torch.gru_cell(x, state[0, i], w_ih, w_hh, b_ih, b_hh)
+            state[0, i] = h
+            outs.append(h)
+            x = h
+        out = F.linear(torch.cat(outs, dim=-1), t.w_skip, t.b_skip) if t.skip else x
+        return F.linear(out, t.w_up, t.b_up).view(-1, t.ratio, self.dim)
+
+    @torch.no_grad()
+    def advance(self, seq: torch.Tensor, pos: int, noise: torch.Tensor, temperature: torch.Tensor,
+                logits: torch.Tensor | None = None) -> None:
+        """Write seq[:, pos:pos + hop] from seq[:, pos - context:pos]; noise (B, hop, Q), temperature (B,)."""
+        fs, n_tiers = self.frame_sizes[0], len(self.tiers)
+        conds: list = [None] * n_tiers
+        for t in range(0, self.hop, fs):
+            for k in reversed(range(n_tiers)):
+                n = self.tier_frames[k]
+                if t % n:
+                    continue
+                upper = None
+                if k + 1 < n_tiers:
+                    upper = conds[k + 1][:, (t // n) % self.frame_sizes[k + 1]]
+                conds[k] = self._tier_step(k, seq, pos + t, upper)
+            out = None if logits is None else logits[:, t:t + fs]
+            self._sample_frame(seq, pos + t, conds[0], noise[:, t:t + fs], temperature, out)
+
+    def _sample_frame(self, seq, pos, cond, noise, temperature, logits) -> None:
+        """Draw seq[:, pos:pos + fs] one sample at a time; cond (B, fs, dim)."""
+        if self.backend == "c":
+            assert seq.is_contiguous() and noise.stride(2) == 1 and noise.stride(1) == self.q_levels
+            lo = (0, 0) if logits is None else (logits.data_ptr(), logits.stride(0))
+            self._fn(*self._args, cond.data_ptr(), cond.stride(0), *self._wargs, seq.data_ptr(), seq.stride(0),
+                     pos, noise.data_ptr(), noise.stride(0), temperature.data_ptr(), *lo, self._work.data_ptr())
+        elif self.backend == "numpy":
+            p = self._np
+            _kernel.mlp_frame_numpy(p["tables"], cond.numpy(), p["w1"], p["b1"], p["w2"], p["b2"], seq.numpy(),
+                                    pos, noise.numpy(), temperature.numpy(),
+                                    None if logits is None else logits.numpy())
+        else:
+            self._sample_frame_torch(seq, pos, cond, noise, temperature, logits)
+
+    def _sample_frame_torch(self, seq, pos, cond, noise, temperature, logits) -> None:
+        fs = self.frame_sizes[0]
+        flat = self.tables.view(-1, self.dim)
+        temp = temperature[:, None]
+        for j in range(fs):
+            idx = seq[:, pos + j - fs:pos + j] + self.offsets  # (B, fs)
+            h = F.relu(F.embedding_bag(idx, flat, mode="sum") + cond[:, j])
+            h = F.relu(torch.addmm(self.b1, h, self.w1.t()))
+            lg = torch.addmm(self.b2, h, self.w2.t())
+            seq[:, pos + j] = torch.argmax(lg.float() / temp + noise[:, j], dim=-1)
+            if logits is not None:
+                logits[:, j] = lg
+
