@@ -30,7 +30,9 @@ def _module(name: str):
 
 
 def build_parser(only: str | None = None) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="soundalike", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="soundalike",
+        description="Slice an artist's recordings, train a sample-level model on them, render new music.")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, (modname, help_text) in COMMANDS.items():
         if importlib.util.find_spec(modname) is None:
