@@ -62,6 +62,8 @@ class SampleRNNStepper:
             self.w1, self.b1 = _w(mlp.hidden.weight, self.device, self.dtype), _w(mlp.hidden.bias, self.device, self.dtype)
             self.w2, self.b2 = _w(mlp.output.weight, self.device, self.dtype), _w(mlp.output.bias, self.device, self.dtype)
         self.offsets = torch.arange(self.frame_sizes[0], device=self.device) * self.q_levels
+        # Levels -> grid in the model's own precision (bf16 would round large level numbers).
+        self._grid_dtype = self.dtype if self.dtype in (torch.float32, torch.float64) else torch.float32
         self.backend = self._pick_backend(backend)
         self.states: list = []
         self.batch = 0
@@ -134,7 +136,8 @@ class SampleRNNStepper:
         """Tier k on the frame ending before `pos` -> conditioning (B, ratio, dim); updates its state."""
         t, state = self.tiers[k], self.states[k]
         half = self.q_levels // 2
-        grid = (seq[:, pos - t.frame:pos].to(self.dtype) - half) / half  # the model's to_grid
+        grid = (seq[:, pos - t.frame:pos].to(self._grid_dtype) - half) / half  # the model's to_grid
+        grid = grid.to(self.dtype)
         x = F.linear(grid, t.w_in, t.b_in)
         if upper is not None:
             x = x + upper

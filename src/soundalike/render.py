@@ -1,0 +1,390 @@
+"""`python render.py` / `soundalike render`: tracks from a checkpoint, streamed to disk, resumable.
+
+With no flag it renders 60 s from runs/<most recent run>/checkpoints/best.pt into
+renders/<run>/<YYYYmmdd-HHMMSS>/track-NN.wav with a render.json (docs/CONTRACTS.md). The N tracks of
+`--count` are generated together as one batch. Every block (`--block-seconds` of audio) is appended to each
+file and flushed, so the files are playable at every moment and memory does not grow with `--seconds`;
+then the sampler's state (recurrent state, history, noise position) is saved atomically beside them, so
+`--resume DIR` continues an interrupted render exactly: the result is bitwise the uninterrupted one.
+FLAC output is written as WAV while rendering (a FLAC file is only readable once closed) and encoded at
+the end. Sample rate, quantization and bit depth (16-bit PCM) come from the checkpoint.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import math
+import os
+import secrets
+import signal
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+import torch
+from tqdm import tqdm
+
+from . import checkpoint as ckpt_io
+from .atomic import atomic_path, write_json
+from .audio import iter_blocks
+from .errors import UserError
+from .quantize import Quantizer
+
+STATE = ".render-state.pt"
+SUBTYPE = "PCM_16"  # enough for every quantizer (at most 65536 levels)
+DEFAULT_SECONDS = 60.0
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--ckpt", help="checkpoint file; default: runs/<most recent run>/checkpoints/best.pt")
+    p.add_argument("--seconds", type=float, help=f"seconds to generate per track (default {DEFAULT_SECONDS:g})")
+    p.add_argument("--count", type=int, default=1, help="tracks, generated together in one batch (default 1)")
+    p.add_argument("--temperature", default="1.0",
+                   help="sampling temperature: one value, or one per track separated by commas (default 1.0)")
+    p.add_argument("--seed", type=int, help="random seed (default: a new one, printed and saved in render.json)")
+    p.add_argument("--prime", metavar="FILE", help="audio file whose start sets the model's state first")
+    p.add_argument("--prime-seconds", type=float, default=4.0, help="seconds of --prime to use (default 4)")
+    p.add_argument("--keep-prime", action="store_true", help="begin each track with the primed audio")
+    p.add_argument("--format", choices=("wav", "flac"), default="wav", help="output format (default wav)")
+    p.add_argument("--device", help="cpu, cuda or cuda:N (default: CUDA if available)")
+    p.add_argument("--out", help="output folder (default: renders/<run>/<YYYYmmdd-HHMMSS>/)")
+    p.add_argument("--resume", metavar="DIR", help="continue an interrupted render in DIR; of the other flags "
+                                                    "only --seconds (a new length), --device and --threads apply")
+    p.add_argument("--threads", type=int, default=1, help="CPU threads (default 1: fastest when measured)")
+    p.add_argument("--block-seconds", type=float, default=1.0,
+                   help="audio per write and resume point (default 1)")
+    p.add_argument("--runs", default="runs", help="runs folder searched for the default checkpoint")
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.resume:
+        job = Render.resume(Path(args.resume), args.seconds, args.device, args.threads)
+    else:
+        job = Render.start(args)
+    job.render()
+    _gallery(job)
+    return 0
+
+
+# --- arguments --------------------------------------------------------------------------------------------
+
+
+def parse_temperatures(text: str, count: int) -> list[float]:
+    """'0.9' or '0.8,1.0,1.2' -> one positive temperature per track."""
+    try:
+        temps = [float(t) for t in str(text).split(",")]
+    except ValueError:
+        raise UserError(f"--temperature: expected numbers separated by commas, got {text!r}") from None
+    if any(not math.isfinite(t) or t <= 0 for t in temps):
+        raise UserError(f"--temperature: every temperature must be a positive number, got {text!r}")
+    if len(temps) == 1:
+        return temps * count
+    if len(temps) != count:
+        raise UserError(f"--temperature: {len(temps)} values for --count {count}; give one, or one per track")
+    return temps
+
+
+def pick_device(name: str | None) -> torch.device:
+    if name is None:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise UserError(f"--device: unknown device {name!r}; use cpu, cuda or cuda:N") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise UserError(f"--device {name}: CUDA is not available on this machine")
+    if device.type not in ("cpu", "cuda"):
+        raise UserError(f"--device {name}: only cpu and cuda are supported")
+    return device
+
+
+def find_checkpoint(ckpt: str | None, runs: str) -> tuple[Path, str, Path]:
+    """-> (checkpoint, run name, renders root). Default: best.pt of the run whose best.pt is newest."""
+    if ckpt is None:
+        found = sorted(Path(runs).glob("*/checkpoints/best.pt"), key=lambda p: p.stat().st_mtime)
+        if not found:
+            raise UserError(f"no trained run found ({runs}/*/checkpoints/best.pt): train one with "
+                            "`python train.py --config configs/demo.yaml`, or pass --ckpt FILE")
+        path = found[-1]
+        print(f"rendering from the most recent run: {path}", file=sys.stderr)
+    else:
+        path = Path(ckpt)
+    path = path.resolve()
+    if path.parent.name == "checkpoints":  # runs/<name>/checkpoints/x.pt -> renders/<name>/ beside runs/
+        return path, path.parent.parent.name, path.parent.parent.parent.parent / "renders"
+    return path, path.stem, Path("renders").resolve()
+
+
+def read_prime(path: str, seconds: float, rate: int, quantizer: Quantizer) -> np.ndarray:
+    """The first `seconds` of an audio file as levels: mono, at `rate`, at the dataset's level, quantized."""
+    from .slicing import MAX_GAIN, PEAK_TARGET
+
+    if not seconds > 0:
+        raise UserError(f"--prime-seconds must be positive, got {seconds}")
+    want, parts = round(seconds * rate), []
+    for block in iter_blocks(path, rate):
+        parts.append(block[:want - sum(len(p) for p in parts)])
+        if sum(len(p) for p in parts) >= want:
+            break
+    audio = np.concatenate(parts).astype(np.float64)
+    # Training data is normalized per dataset to a peak of PEAK_TARGET; bring the prime to the same level.
+    peak = float(np.abs(audio).max())
+    audio *= min(PEAK_TARGET / peak, MAX_GAIN) if peak > 0 else 1.0
+    return quantizer.quantize(audio)
+
+
+def _new_folder(root: Path) -> Path:
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    out, k = root / stamp, 1
+    while out.exists():
+        k += 1
+        out = root / f"{stamp}-{k}"
+    return out
+
+
+# --- the render -------------------------------------------------------------------------------------------
+
+
+class Render:
+    """One render folder: the sampler, the open track files and the saved state that resumes them."""
+
+    def __init__(self, out: Path, params: dict, device: torch.device, threads: int):
+        from .sampling import Sampler
+
+        self.out, self.params = out, params
+        digest = _sha256(params["checkpoint"])
+        if params.setdefault("checkpoint_sha256", digest) != digest:
+            raise UserError(f"{params['checkpoint']}: changed since this render started (training went on?); "
+                            "it cannot be resumed exactly")
+        ckpt = ckpt_io.load_checkpoint(params["checkpoint"])
+        self.quantizer, self.rate = ckpt_io.quantizer_of(ckpt), int(ckpt["sample_rate"])
+        if device.type == "cuda":
+            torch.backends.cuda.matmul.allow_tf32 = True  # logits differ in the last bits only
+        model = ckpt_io.build_model(ckpt).to(device)
+        del ckpt
+        self.sampler = Sampler(model, params["count"], params["temperatures"], params["seed"], device=device,
+                               threads=threads)
+        self.block = max(1, round(params["block_seconds"] * self.rate))
+        self.target = round(params["seconds"] * self.rate)
+        n = params["count"]
+        self.peak, self.sumsq, self.frames = np.zeros(n), np.zeros(n), np.zeros(n, dtype=np.int64)
+        self.files: list[sf.SoundFile] = []
+
+    @property
+    def paths(self) -> list[Path]:
+        return [self.out / f"track-{i:02d}.wav" for i in range(self.params["count"])]
+
+    @classmethod
+    def start(cls, args: argparse.Namespace) -> Render:
+        if args.count < 1:
+            raise UserError(f"--count must be at least 1, got {args.count}")
+        seconds = DEFAULT_SECONDS if args.seconds is None else args.seconds
+        if not seconds > 0:
+            raise UserError(f"--seconds must be positive, got {seconds}")
+        if not args.block_seconds > 0:
+            raise UserError(f"--block-seconds must be positive, got {args.block_seconds}")
+        temps = parse_temperatures(args.temperature, args.count)
+        device = pick_device(args.device)
+        ckpt, run_name, renders = find_checkpoint(args.ckpt, args.runs)
+        seed = args.seed if args.seed is not None else secrets.randbelow(2**31)
+        out = Path(args.out) if args.out else _new_folder(renders / run_name)
+        if (out / STATE).exists():
+            raise UserError(f"{out}: holds an unfinished render; continue it with --resume {out}")
+        params = {"checkpoint": str(ckpt), "seconds": seconds, "count": args.count, "temperatures": temps,
+                  "seed": seed, "format": args.format, "block_seconds": args.block_seconds,
+                  "prime": None if args.prime is None else {"file": str(Path(args.prime).resolve()),
+                                                            "seconds": args.prime_seconds,
+                                                            "keep": args.keep_prime}}
+        job = cls(out, params, device, args.threads)
+        print(f"seed {seed}; writing {args.count} track(s) of {seconds:g} s to {out}", file=sys.stderr)
+        prime = None
+        if args.prime is not None:
+            prime = read_prime(args.prime, args.prime_seconds, job.rate, job.quantizer)
+            job.sampler.prime(prime)
+        out.mkdir(parents=True, exist_ok=True)
+        job.files = [sf.SoundFile(p, "w", job.rate, 1, SUBTYPE, format="WAV") for p in job.paths]
+        if prime is not None and args.keep_prime:
+            job._write(np.broadcast_to(prime, (args.count, len(prime))))
+        job.params["prime_frames_kept"] = int(job.frames[0])
+        job._save_state()
+        job._write_info(complete=False)
+        return job
+
+    @classmethod
+    def resume(cls, out: Path, seconds: float | None, device: str | None, threads: int) -> Render:
+        if not (out / STATE).is_file():
+            done = (out / "render.json").is_file()
+            raise UserError(f"{out}: " + ("this render is complete; nothing to resume" if done
+                                          else f"no render to resume here ({STATE} not found)"))
+        try:
+            state = torch.load(out / STATE, weights_only=False)
+        except Exception as e:  # noqa: BLE001 (torch raises many kinds for a damaged file)
+            raise UserError(f"{out / STATE}: unreadable render state ({type(e).__name__}: {e})") from None
+        params = state["params"]
+        if seconds is not None:
+            if not seconds > 0:
+                raise UserError(f"--seconds must be positive, got {seconds}")
+            params["seconds"] = seconds
+        job = cls(out, params, pick_device(device), threads)
+        job.sampler.load_state_dict(state["sampler"])
+        job.peak, job.sumsq, job.frames = state["peak"], state["sumsq"], state["frames"]
+        if job.sampler.generated > job.target:
+            raise UserError(f"{out}: already holds {job.sampler.generated / job.rate:g} s; --seconds must be more")
+        for path, frames in zip(job.paths, job.frames):
+            if not path.is_file():
+                raise UserError(f"{path}: missing; cannot resume this render")
+            f = sf.SoundFile(path, "r+")
+            if f.frames < frames:
+                raise UserError(f"{path}: holds {f.frames} samples, the saved state {frames}; cannot resume")
+            f.truncate(int(frames))  # drop a block written after the last saved state
+            f.seek(0, sf.SEEK_END)
+            job.files.append(f)
+        print(f"resuming {out} at {job.sampler.generated / job.rate:.1f} s of {params['seconds']:g} s",
+              file=sys.stderr)
+        return job
+
+    def _write(self, levels: np.ndarray) -> None:
+        audio = self.quantizer.dequantize(levels)  # (B, n) float32
+        for i, f in enumerate(self.files):
+            f.write(audio[i])
+            f.flush()  # libsndfile rewrites the header: the file is valid up to here
+        self.peak = np.maximum(self.peak, np.abs(audio).max(axis=1))
+        self.sumsq = self.sumsq + np.square(audio, dtype=np.float64).sum(axis=1)
+        self.frames = self.frames + audio.shape[1]
+
+    def _save_state(self) -> None:
+        state = {"params": self.params, "sampler": self.sampler.state_dict(), "peak": self.peak,
+                 "sumsq": self.sumsq, "frames": self.frames}
+        with atomic_path(self.out / STATE, suffix=".pt") as tmp:
+            torch.save(state, tmp)
+
+    def _write_info(self, complete: bool) -> None:
+        ext = self.params["format"]
+        write_json(self.out / "render.json", {
+            "checkpoint": self.params["checkpoint"],
+            "seconds": self.params["seconds"],
+            "tracks": [{"file": f"track-{i:02d}.{ext}", "temperature": t, "seed": self.params["seed"],
+                        "stream": i} for i, t in enumerate(self.params["temperatures"])],
+            "sample_rate": self.rate,
+            "quantization": {"kind": self.quantizer.kind, "levels": self.quantizer.levels},
+            "count": self.params["count"],
+            "prime": self.params["prime"],
+            "complete": complete,
+        })
+
+    def render(self) -> None:
+        """Generate the remaining blocks, then finish the files; Ctrl-C or SIGTERM leaves a resumable render."""
+        s, count = self.sampler, self.params["count"]
+        bar = tqdm(total=round(self.target / self.rate, 2), initial=round(s.generated / self.rate, 2), unit="s",
+                   desc="render", dynamic_ncols=True, file=sys.stderr,
+                   bar_format="{desc}: {percentage:3.0f}%|{bar}| {n:.1f}/{total:.1f} s [{elapsed}<{remaining}{postfix}]")
+        old = signal.signal(signal.SIGTERM, _sigterm) if _main_thread() else None
+        started, done_here = time.perf_counter(), 0
+        try:
+            while s.generated < self.target:
+                n = min(self.block, self.target - s.generated)
+                self._write(s.generate(n).numpy())
+                self._save_state()
+                done_here += n
+                rtf = done_here / self.rate / (time.perf_counter() - started)
+                bar.set_postfix_str(f"{rtf:.2f}x real time" + (f", {rtf * count:.1f}x all tracks" if count > 1 else ""))
+                bar.update(round(s.generated / self.rate, 2) - bar.n)
+                _test_hook(self)
+        except KeyboardInterrupt:
+            bar.close()
+            self._close()
+            print(f"stopped at {s.generated / self.rate:.1f} s; the files hold everything generated so far. "
+                  f"Continue with: python render.py --resume {self.out}", file=sys.stderr)
+            raise
+        finally:
+            if old is not None:
+                signal.signal(signal.SIGTERM, old)
+        bar.close()
+        self._close()
+        self._finish()
+        elapsed = time.perf_counter() - started
+        if done_here:
+            print(f"generated {done_here / self.rate:.1f} s x {count} track(s) in {elapsed:.1f} s "
+                  f"({done_here / self.rate / elapsed:.2f}x real time per track)", file=sys.stderr)
+
+    def _close(self) -> None:
+        for f in self.files:
+            f.close()
+        self.files = []
+
+    def _finish(self) -> None:
+        paths = self.paths
+        if self.params["format"] == "flac":
+            paths = [_to_flac(p) for p in paths]
+        self._write_info(complete=True)
+        (self.out / STATE).unlink()
+        for path, t, peak, sumsq, frames in zip(paths, self.params["temperatures"], self.peak, self.sumsq,
+                                                self.frames):
+            rms = math.sqrt(sumsq / max(1, frames))
+            print(f"{path}: {frames / self.rate:.1f} s, temperature {t:g}, peak {_db(peak)} dBFS, "
+                  f"RMS {_db(rms)} dBFS")
+
+
+def _sha256(path: str) -> str | None:
+    h = hashlib.sha256()
+    try:
+        with open(path, "rb") as f:
+            while chunk := f.read(1 << 20):
+                h.update(chunk)
+    except OSError:
+        return None  # load_checkpoint says what is wrong
+    return h.hexdigest()
+
+
+def _db(x: float) -> str:
+    return f"{20 * math.log10(x):.1f}" if x > 0 else "-inf"
+
+
+def _to_flac(wav: Path) -> Path:
+    """Encode a finished WAV track as FLAC (streamed), then remove the WAV."""
+    flac = wav.with_suffix(".flac")
+    with sf.SoundFile(wav) as src, atomic_path(flac, suffix=".flac") as tmp, \
+            sf.SoundFile(tmp, "w", src.samplerate, 1, SUBTYPE, format="FLAC") as dst:
+        for block in src.blocks(65536, dtype="int16"):
+            dst.write(block)
+    wav.unlink()
+    return flac
+
+
+def _main_thread() -> bool:
+    import threading
+
+    return threading.current_thread() is threading.main_thread()
+
+
+def _sigterm(signum, frame) -> None:
+    raise KeyboardInterrupt
+
+
+def _test_hook(job: Render) -> None:
+    """Tests stop a render after some blocks, as a kill would (SOUNDALIKE_RENDER_STOP_AFTER=<blocks>)."""
+    stop = os.environ.get("SOUNDALIKE_RENDER_STOP_AFTER")
+    if stop is not None:
+        job.blocks_done = getattr(job, "blocks_done", 0) + 1
+        if job.blocks_done >= int(stop):
+            raise KeyboardInterrupt
+
+
+def _gallery(job: Render) -> None:
+    """Refresh the run's gallery page when the gallery module is there (a render inside renders/<run>/)."""
+    try:
+        from .gallery import build_gallery
+    except ImportError:
+        return
+    ckpt = Path(job.params["checkpoint"])
+    if ckpt.parent.name != "checkpoints":
+        return
+    try:
+        page = build_gallery(ckpt.parent.parent)
+    except Exception as e:  # noqa: BLE001 (the tracks are done; a gallery problem must not fail the render)
+        print(f"warning: the gallery was not updated ({type(e).__name__}: {e})", file=sys.stderr)
+        return
+    print(f"gallery: {page}", file=sys.stderr)

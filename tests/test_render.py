@@ -1,0 +1,189 @@
+"""`soundalike render` end to end on a tiny random checkpoint: files, render.json, priming, resume, errors."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+
+from soundalike.checkpoint import build_model, load_checkpoint, model_payload, save_checkpoint
+from soundalike.cli import main
+from soundalike.config import Config, DataConfig, ModelConfig
+from soundalike.models import from_config
+from soundalike.quantize import Quantizer
+from soundalike.sampling import Sampler
+
+ROOT = Path(__file__).resolve().parents[1]
+RATE = 8000  # not 16 kHz: the rate must come from the checkpoint
+
+
+@pytest.fixture
+def project(tmp_path, monkeypatch) -> Path:
+    """A folder with runs/tiny/checkpoints/best.pt (random weights), as the working folder."""
+    cfg = Config(name="tiny", data=DataConfig(quantization="mulaw", q_levels=256),
+                 model=ModelConfig(frame_sizes=[4, 2], dim=16, emb_size=8))
+    torch.manual_seed(0)
+    model = from_config(cfg)
+    path = tmp_path / "runs" / "tiny" / "checkpoints" / "best.pt"
+    save_checkpoint(path, model_payload(model, Quantizer("mulaw", 256), RATE, cfg.to_dict()))
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("SOUNDALIKE_RENDER_STOP_AFTER", raising=False)
+    return tmp_path
+
+
+def render(*args: str) -> int:
+    return main(["render", *args])
+
+
+def expected_levels(ckpt: Path, n: int, count: int, temps, seed: int, prime=None) -> np.ndarray:
+    sampler = Sampler(build_model(load_checkpoint(ckpt)), count, temps, seed)
+    if prime is not None:
+        sampler.prime(prime)
+    return sampler.generate(n).numpy()
+
+
+def pcm(levels: np.ndarray) -> np.ndarray:
+    """Levels -> the int16 samples a 16-bit WAV of them holds."""
+    audio = Quantizer("mulaw", 256).dequantize(levels)
+    buf = Path(os.environ.get("TMPDIR", "/tmp")) / f"expected-{os.getpid()}.wav"
+    sf.write(buf, audio, RATE, subtype="PCM_16")
+    out, _ = sf.read(buf, dtype="int16")
+    buf.unlink()
+    return out
+
+
+def test_default_render_uses_the_newest_run_and_writes_the_contract(project, capsys):
+    assert render("--seconds", "0.3", "--count", "2", "--temperature", "0.5,1.5", "--seed", "4") == 0
+    folders = list((project / "renders" / "tiny").iterdir())
+    assert len(folders) == 1 and len(folders[0].name) == len("YYYYmmdd-HHMMSS")
+    out = folders[0]
+    info = json.loads((out / "render.json").read_text())
+    ckpt = project / "runs" / "tiny" / "checkpoints" / "best.pt"
+    assert info["checkpoint"] == str(ckpt) and info["seconds"] == 0.3 and info["complete"]
+    assert [(t["file"], t["temperature"], t["seed"]) for t in info["tracks"]] == [
+        ("track-00.wav", 0.5, 4), ("track-01.wav", 1.5, 4)]
+    assert sorted(p.name for p in out.iterdir()) == ["render.json", "track-00.wav", "track-01.wav"]
+    levels = expected_levels(ckpt, 2400, 2, [0.5, 1.5], 4)
+    for i in range(2):
+        f = sf.info(out / f"track-{i:02d}.wav")
+        assert (f.samplerate, f.frames, f.subtype) == (RATE, 2400, "PCM_16")
+        assert np.array_equal(sf.read(out / f"track-{i:02d}.wav", dtype="int16")[0], pcm(levels[i]))
+    err = capsys.readouterr()
+    assert "runs/tiny/checkpoints/best.pt" in err.err and "track-01.wav: 0.3 s, temperature 1.5" in err.out
+
+
+def test_interrupted_and_resumed_render_is_bitwise_identical(project, monkeypatch):
+    common = ["--seconds", "1", "--block-seconds", "0.1", "--seed", "11", "--count", "2", "--temperature", "0.7"]
+    assert render(*common, "--out", "whole") == 0
+    monkeypatch.setenv("SOUNDALIKE_RENDER_STOP_AFTER", "3")
+    assert render(*common, "--out", "part") == 130
+    # Stopped after 3 blocks: playable files with exactly what was generated, and a state to resume from.
+    part = project / "part"
+    assert sf.info(part / "track-00.wav").frames == 3 * 800
+    assert (part / ".render-state.pt").is_file()
+    assert not json.loads((part / "render.json").read_text())["complete"]
+    monkeypatch.setenv("SOUNDALIKE_RENDER_STOP_AFTER", "2")
+    assert render("--resume", "part") == 130  # interrupted twice
+    monkeypatch.delenv("SOUNDALIKE_RENDER_STOP_AFTER")
+    assert render("--resume", "part") == 0
+    for name in ("track-00.wav", "track-01.wav"):
+        assert (part / name).read_bytes() == (project / "whole" / name).read_bytes()
+    assert not (part / ".render-state.pt").exists()
+    assert render("--resume", "part") == 2  # complete: nothing to resume
+
+
+def test_killed_render_leaves_playable_files_and_resumes_exactly(project):
+    ckpt = project / "runs" / "tiny" / "checkpoints" / "best.pt"
+    args = [sys.executable, str(ROOT / "render.py"), "--ckpt", str(ckpt), "--seconds", "60",
+            "--block-seconds", "0.05", "--seed", "5"]
+    proc = subprocess.Popen([*args, "--out", "killed"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    state = project / "killed" / ".render-state.pt"
+    deadline = time.time() + 120
+    while time.time() < deadline and proc.poll() is None:
+        if state.is_file() and torch.load(state, weights_only=False)["frames"][0] >= 1600:
+            break
+        time.sleep(0.05)
+    assert proc.poll() is None, "the render ended before it could be killed"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    frames = torch.load(state, weights_only=False)["frames"][0]
+    audio, rate = sf.read(project / "killed" / "track-00.wav", dtype="int16")  # valid header after a kill
+    assert rate == RATE and len(audio) >= frames >= 1600
+    seconds = str(frames // RATE + 1)  # finish early
+    assert render("--resume", "killed", "--seconds", seconds) == 0
+    assert render("--ckpt", str(ckpt), "--seconds", seconds, "--seed", "5", "--out", "whole") == 0
+    assert (project / "killed" / "track-00.wav").read_bytes() == (project / "whole" / "track-00.wav").read_bytes()
+
+
+def test_prime_is_converted_kept_and_continued(project):
+    prime_file = project / "prime.flac"
+    t = np.arange(int(0.5 * 22050)) / 22050
+    sf.write(prime_file, np.stack([0.3 * np.sin(2 * np.pi * 220 * t)] * 2, axis=1), 22050)  # stereo 22 kHz
+    assert render("--prime", str(prime_file), "--prime-seconds", "0.2", "--keep-prime", "--seconds", "0.1",
+                  "--seed", "2", "--out", "primed") == 0
+    from soundalike.render import read_prime
+
+    prime = read_prime(str(prime_file), 0.2, RATE, Quantizer("mulaw", 256))
+    assert len(prime) == 1600 and prime.min() < 40  # normalized to the dataset's peak
+    got = sf.read(project / "primed" / "track-00.wav", dtype="int16")[0]
+    assert len(got) == 1600 + 800
+    assert np.array_equal(got[:1600], pcm(prime))
+    ckpt = project / "runs" / "tiny" / "checkpoints" / "best.pt"
+    assert np.array_equal(got[1600:], pcm(expected_levels(ckpt, 800, 1, 1.0, 2, prime=prime)[0]))
+    info = json.loads((project / "primed" / "render.json").read_text())
+    assert info["prime"]["seconds"] == 0.2 and info["prime"]["keep"]
+
+
+def test_flac_output(project):
+    assert render("--seconds", "0.2", "--seed", "1", "--out", "w") == 0
+    assert render("--seconds", "0.2", "--seed", "1", "--out", "f", "--format", "flac") == 0
+    assert sorted(p.name for p in (project / "f").iterdir()) == ["render.json", "track-00.flac"]
+    assert np.array_equal(sf.read(project / "f" / "track-00.flac", dtype="int16")[0],
+                          sf.read(project / "w" / "track-00.wav", dtype="int16")[0])
+    assert json.loads((project / "f" / "render.json").read_text())["tracks"][0]["file"] == "track-00.flac"
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--temperature", "0.5,1"], "2 values for --count 1"),
+    (["--temperature", "hot"], "expected numbers"),
+    (["--temperature", "0"], "positive"),
+    (["--ckpt", "missing.pt"], "checkpoint not found"),
+    (["--prime", "missing.wav"], "no such file"),
+    (["--seconds", "-1"], "--seconds must be positive"),
+    (["--count", "0"], "--count must be at least 1"),
+    (["--resume", "nowhere"], "no render to resume"),
+])
+def test_bad_input_is_one_line(project, capsys, args, message):
+    assert render(*args) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert message in err[-1] and err[-1].startswith("soundalike render: error:")
+
+
+def test_no_run_is_a_clear_error(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    assert render() == 2
+    assert "no trained run found" in capsys.readouterr().err
+
+
+def test_unreadable_prime(project, capsys):
+    (project / "bad.wav").write_text("not audio")
+    assert render("--prime", "bad.wav", "--seconds", "0.1") == 2
+    assert "bad.wav: not an audio file" in capsys.readouterr().err
+
+
+def test_resume_refuses_a_changed_checkpoint(project, monkeypatch, capsys):
+    monkeypatch.setenv("SOUNDALIKE_RENDER_STOP_AFTER", "1")
+    assert render("--seconds", "1", "--block-seconds", "0.1", "--out", "r") == 130
+    ckpt = project / "runs" / "tiny" / "checkpoints" / "best.pt"
+    payload = torch.load(ckpt, weights_only=False)
+    payload["note"] = "trained further"
+    torch.save(payload, ckpt)
+    assert render("--resume", "r") == 2
+    assert "changed since this render started" in capsys.readouterr().err

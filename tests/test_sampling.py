@@ -1,0 +1,218 @@
+"""The fast sampling engine against the reference generator, and its streaming, resume and priming.
+
+Exact equality of integer samples needs the two paths to agree on every argmax. They compute the same
+logits in different orders (MKL vs the compiled loop), so in float32 a near-tie (top two perturbed logits
+within ~1e-6) could flip a sample now and then; in float64 the logits agree to ~1e-15 and are rounded to
+float32 before the noise is added, which makes a flip practically impossible. So equality tests run the
+model and both engines in float64; float32 is checked against a teacher-forced forward pass (allclose).
+"""
+
+import dataclasses
+
+import numpy as np
+import pytest
+import torch
+
+from soundalike import models
+from soundalike.config import load_config
+from soundalike.sampling import Sampler, engine, generate, kernel, reference_generate
+from soundalike.sampling.reference import NoiseStream
+from tests.conftest import CONFIGS
+
+SAMPLERNN_CONFIGS = [p for p in CONFIGS if load_config(p).model.family == "samplernn"]
+# Low temperatures make the samples depend on the model rather than mostly on the noise (random weights).
+TEMPS = [1.0, 0.05, 0.2]
+BACKENDS = ["c", "numpy", "torch"]
+
+
+def shipped(path, dim: int = 48, emb_size: int = 16, dtype=torch.float64) -> torch.nn.Module:
+    """A shipped config's model with its structure (tiers, frame sizes, RNN type and depth, skip connections,
+    weight norm, q_levels) at a small width, with random weights."""
+    cfg = load_config(path)
+    cfg.model = dataclasses.replace(cfg.model, dim=dim, emb_size=emb_size)
+    torch.manual_seed(0)
+    return models.from_config(cfg).to(dtype).eval()
+
+
+def tiny(dtype=torch.float64, **kw) -> torch.nn.Module:
+    from soundalike.models.samplernn import SampleRNN
+
+    torch.manual_seed(1)
+    kw = {"frame_sizes": [4, 2], "dim": 16, "emb_size": 8, "q_levels": 32, **kw}
+    return SampleRNN(**kw).to(dtype).eval()
+
+
+@pytest.fixture(params=BACKENDS)
+def backend(request):
+    if request.param == "c" and kernel.load() is None:
+        pytest.skip("no C++ compiler")
+    return request.param
+
+
+@pytest.mark.parametrize("path", SAMPLERNN_CONFIGS, ids=lambda p: p.stem)
+def test_fast_equals_reference_for_every_shipped_config(path, backend):
+    model = shipped(path)
+    n = 2 * model.lookback + 37
+    ref = reference_generate(model, n, batch=3, temperature=torch.tensor(TEMPS), seed=7)
+    fast = generate(model, n, batch=3, temperature=TEMPS, seed=7, backend=backend)
+    assert fast.dtype == torch.long and fast.shape == (3, n)
+    assert torch.equal(fast, ref)
+    # The model, not just the noise, decides the low-temperature streams.
+    noise_only = NoiseStream(3, model.q_levels, 7).take(n).argmax(-1)
+    assert (ref[1] != noise_only[1]).float().mean() > 0.5
+    assert len(ref[0].unique()) > 10
+
+
+@pytest.mark.parametrize("path", SAMPLERNN_CONFIGS, ids=lambda p: p.stem)
+def test_logits_used_match_teacher_forced_forward(path):
+    """float32 as in production: the logits behind each sample equal a forward pass over the output."""
+    model = shipped(path, dim=64, dtype=torch.float32)
+    L, B = model.lookback, 2
+    T = 3 * L
+    levels, logits = Sampler(model, B, TEMPS[:B], seed=3).generate(T, logits=True)
+    silence = torch.full((B, L), model.q_levels // 2)
+    with torch.no_grad():
+        forced, _ = model(torch.cat([silence, levels], dim=1)[:, :L + T])
+    torch.testing.assert_close(logits.float(), forced, rtol=1e-4, atol=1e-4)
+
+
+def test_crossing_noise_blocks_and_history_shifts(monkeypatch, backend):
+    monkeypatch.setattr(engine, "CHUNK", 40)  # shift the history buffer often
+    model = tiny()
+    n = 1100  # past the first noise block of 1024
+    ref = reference_generate(model, n, batch=2, temperature=0.3, seed=1)
+    assert torch.equal(generate(model, n, batch=2, temperature=0.3, seed=1, backend=backend), ref)
+
+
+@pytest.mark.parametrize("kw", [
+    {"frame_sizes": [2, 3]},  # top frame of 6: not a divisor of the noise block
+    {"frame_sizes": [4, 2, 2], "rnn_type": "lstm", "learn_h0": False, "weight_norm": False},
+    {"frame_sizes": [2], "rnn_type": "gru", "n_rnn": 3, "skip_connections": True},
+])
+def test_other_structures(kw):
+    model = tiny(**kw)
+    ref = reference_generate(model, 150, batch=2, temperature=[0.1, 1.0], seed=2)
+    assert torch.equal(generate(model, 150, batch=2, temperature=[0.1, 1.0], seed=2), ref)
+
+
+def test_consecutive_calls_continue_one_stream():
+    model = tiny()
+    whole = Sampler(model, 2, 0.5, seed=4).generate(200)
+    s = Sampler(model, 2, 0.5, seed=4)
+    parts = torch.cat([s.generate(k) for k in (1, 7, 8, 50, 134)], dim=1)
+    assert torch.equal(parts, whole)
+    assert s.generated == 200
+
+
+@pytest.mark.parametrize("split", [64, 77, 1030])
+def test_state_dict_resumes_exactly(tmp_path, monkeypatch, split):
+    monkeypatch.setattr(engine, "CHUNK", 96)
+    model = tiny()
+    n = 1200
+    whole = Sampler(model, 2, [0.2, 1.0], seed=9).generate(n)
+    first = Sampler(model, 2, [0.2, 1.0], seed=9)
+    a = first.generate(split)
+    torch.save(first.state_dict(), tmp_path / "state.pt")
+    del first
+    second = Sampler(model, 2, 1.0, seed=123)  # temperature and noise come from the state
+    second.load_state_dict(torch.load(tmp_path / "state.pt"))
+    b = second.generate(n - split)
+    assert torch.equal(torch.cat([a, b], dim=1), whole)
+
+
+@pytest.mark.parametrize("prime_len", [1, 8, 21])
+def test_priming_equals_reference_teacher_forcing(prime_len, backend):
+    model = tiny()
+    prime = torch.randint(0, model.q_levels, (prime_len,), generator=torch.Generator().manual_seed(0))
+    ref = reference_generate(model, 60, batch=2, temperature=0.2, seed=5, prime=prime)
+    s = Sampler(model, 2, 0.2, seed=5, backend=backend)
+    pad = s.prime(prime)
+    assert pad == -prime_len % model.lookback
+    assert torch.equal(s.generate(60), ref)
+    # The prime changes what follows.
+    assert not torch.equal(ref, reference_generate(model, 60, batch=2, temperature=0.2, seed=5))
+
+
+def test_long_prime_runs_in_chunks(monkeypatch):
+    model = tiny()
+    prime = torch.randint(0, model.q_levels, (3000,), generator=torch.Generator().manual_seed(1))
+    ref = reference_generate(model, 20, temperature=0.2, seed=5, prime=prime)
+    s = Sampler(model, 1, 0.2, seed=5)
+    s.prime(prime)
+    assert torch.equal(s.generate(20), ref)
+
+
+def test_numpy_fallback_when_no_compiler(monkeypatch):
+    monkeypatch.setattr(kernel, "_loaded", {})
+    monkeypatch.setenv("SOUNDALIKE_KERNEL", "numpy")
+    assert kernel.load() is None
+    assert Sampler(tiny()).stepper.backend == "numpy"
+    monkeypatch.setattr(kernel, "_loaded", {})
+
+
+def test_noise_stream_take_and_state_match_next():
+    a, b = NoiseStream(2, 8, 3, block=16), NoiseStream(2, 8, 3, block=16)
+    steps = torch.stack([a.next() for _ in range(40)], dim=1)
+    got = [b.take(5), b.take(20)]
+    state = b.state()
+    c = NoiseStream(2, 8, 99, block=16)
+    c.load_state(state)
+    got.append(c.take(15))
+    assert torch.equal(torch.cat(got, dim=1), steps)
+    assert torch.isfinite(steps).all() and steps.std() > 0.5
+
+
+def test_unknown_model_is_a_clear_error():
+    with pytest.raises(TypeError, match="no sampling stepper"):
+        Sampler(torch.nn.Linear(2, 2))
+
+
+def test_temperature_count_must_match_batch():
+    with pytest.raises(AssertionError, match="temperatures"):
+        Sampler(tiny(), 3, [1.0, 0.5])
+
+
+cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+
+
+@cuda
+def test_cuda_fast_equals_cpu_reference_in_float64():
+    model = shipped(SAMPLERNN_CONFIGS[0])
+    n = 2 * model.lookback + 5
+    ref = reference_generate(model, n, batch=3, temperature=torch.tensor(TEMPS), seed=7)
+    fast = generate(model.cuda(), n, batch=3, temperature=TEMPS, seed=7)
+    assert fast.device.type == "cpu" and torch.equal(fast, ref)
+
+
+@cuda
+@pytest.mark.parametrize("path", SAMPLERNN_CONFIGS, ids=lambda p: p.stem)
+def test_cuda_logits_match_teacher_forced_forward(path):
+    model = shipped(path, dim=64, dtype=torch.float32).cuda()
+    L, B = model.lookback, 4
+    levels, logits = Sampler(model, B, 1.0, seed=3).generate(2 * L, logits=True)
+    silence = torch.full((B, L), model.q_levels // 2)
+    with torch.no_grad():
+        forced, _ = model(torch.cat([silence, levels], dim=1).cuda())
+    torch.testing.assert_close(logits.float(), forced.cpu(), rtol=1e-3, atol=1e-3)
+
+
+def test_numpy_and_c_kernels_agree_on_random_inputs():
+    if kernel.load() is None:
+        pytest.skip("no C++ compiler")
+    from soundalike.sampling.samplernn import SampleRNNStepper
+
+    C, Q, D, B = 4, 32, 24, 3  # D not a multiple of the vector width: the scalar tail runs too
+    model = tiny(frame_sizes=[C], dim=D, q_levels=Q)
+    rng = np.random.default_rng(0)
+    seq0 = torch.from_numpy(rng.integers(0, Q, (B, 2 * C)))
+    cond = torch.from_numpy(rng.standard_normal((B, C, D)))
+    noise = torch.from_numpy(rng.gumbel(size=(B, C, Q)).astype(np.float32))
+    outs = []
+    for backend in ("c", "numpy"):
+        st = SampleRNNStepper(model, backend=backend)
+        st.reset(B)
+        seq, logits = seq0.clone(), torch.empty(B, C, Q, dtype=torch.float64)
+        st._sample_frame(seq, C, cond, noise, torch.tensor([1.0, 0.5, 2.0]), logits)
+        outs.append((seq, logits))
+    assert torch.equal(outs[0][0], outs[1][0])
+    torch.testing.assert_close(outs[0][1], outs[1][1])
