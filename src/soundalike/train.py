@@ -35,6 +35,7 @@ from .errors import UserError
 from .quantize import Quantizer
 
 LOG2 = math.log(2)
+GALLERY_EVERY_S = 120  # the page redraws pictures; frequent validations need not redraw it each time
 
 
 class TrainingDiverged(UserError):
@@ -195,6 +196,7 @@ class Trainer:
         self.step, self.elapsed, self.best_val = 0, 0.0, math.inf
         self.tbptt_state = None
         self.stop_reason: str | None = None
+        self._gallery_at = 0.0
         self._resume_or_start()
         self.tensorboard = self._open_tensorboard()
 
@@ -426,6 +428,7 @@ class Trainer:
             if self.step != last_val_step:
                 self._checkpoint_and_validate()
             self.log(f"stopped at step {self.step}: {reason}")
+            self._gallery(force=True)
         finally:
             bar.close()
             for s, h in old_handlers.items():
@@ -447,9 +450,11 @@ class Trainer:
         self.log(f"step {self.step}: validation NLL {val:.4f} bits/sample (best {self.best_val:.4f})")
         self._gallery()
 
-    def _gallery(self) -> None:
-        if not self.dist.main:
+    def _gallery(self, force: bool = False) -> None:
+        """Rebuild the run's gallery page, at most every GALLERY_EVERY_S seconds unless `force`."""
+        if not self.dist.main or (not force and time.time() - self._gallery_at < GALLERY_EVERY_S):
             return
+        self._gallery_at = time.time()
         from .gallery import build_gallery
 
         try:
