@@ -27,6 +27,7 @@ import numpy as np
 
 SOURCE = r"""
 #include <cstdint>
+#include <cmath>
 #include <cstring>
 
 // 512-bit vectors (two 256-bit halves where AVX-512 is missing); unaligned loads through memcpy.
@@ -96,17 +97,56 @@ static void gemv(const T* __restrict W, const T* __restrict bias, const T* __res
     }
 }
 
-// One bottom frame of `n` samples for B streams; see kernel.py for the arguments.
+// y = bias + sum over the nonzero x[k] of x[k] * WT[k] (optionally ReLU), WT (D x R) row-major: W transposed.
+// After a ReLU about half of x is exactly zero, so this reads about half of the weights that `gemv` reads.
+template <typename T>
+static void gemv_sparse(const T* __restrict WT, const T* __restrict bias, const T* __restrict x, int R, int D,
+                        T* __restrict y, bool relu, int* __restrict nz) {
+    typedef typename Vec<T>::type V;
+    constexpr int N = 64 / sizeof(T);
+    constexpr int CH = 16;  // vectors of y held in registers per pass over the nonzero inputs
+    int m = 0;
+    for (int k = 0; k < D; k++) if (x[k] != 0) nz[m++] = k;
+    int r = 0;
+    for (; r + CH * N <= R; r += CH * N) {
+        V acc[CH] = {};
+        for (int i = 0; i < m; i++) {
+            const T* row = WT + (int64_t)nz[i] * R + r;
+            const T xk = x[nz[i]];
+            for (int v = 0; v < CH; v++) acc[v] += load(row + v * N) * xk;
+        }
+        for (int v = 0; v < CH; v++) std::memcpy(y + r + v * N, &acc[v], sizeof(V));
+    }
+    for (; r + N <= R; r += N) {
+        V acc = {};
+        for (int i = 0; i < m; i++) acc += load(WT + (int64_t)nz[i] * R + r) * x[nz[i]];
+        std::memcpy(y + r, &acc, sizeof(V));
+    }
+    for (; r < R; r++) {
+        T acc = 0;
+        for (int i = 0; i < m; i++) acc += WT[(int64_t)nz[i] * R + r] * x[nz[i]];
+        y[r] = acc;
+    }
+    for (r = 0; r < R; r++) {
+        const T v = y[r] + bias[r];
+        y[r] = relu && v < 0 ? 0 : v;
+    }
+}
+
+// One bottom frame of `n` samples for B streams; see kernel.py for the arguments. With `sparse`, the head
+// runs per stream on the transposed weights w1t, w2t skipping zero inputs; otherwise on w1, w2 for all
+// streams at once (better from a few streams up: each weight row is then read once for every stream).
 template <typename T>
 static void mlp_frame(int B, int n, int C, int Q, int D,
                       const T* tables, const T* cond, int64_t cond_sb,
-                      const T* w1, const T* b1, const T* w2, const T* b2,
+                      const T* w1, const T* b1, const T* w2, const T* b2, const T* w1t, const T* w2t, int sparse,
                       int64_t* seq, int64_t seq_sb, int64_t pos,
                       const float* noise, int64_t noise_sb, const float* temp,
                       T* logits_out, int64_t logits_sb, T* work) {
     T* h = work;             // (B, D)
     T* h2 = h + B * D;       // (B, D)
     T* lg = h2 + B * D;      // (B, Q)
+    int* nz = (int*)(lg + B * Q);  // (D,)
     for (int j = 0; j < n; j++) {
         for (int b = 0; b < B; b++) {
             const int64_t* prev = seq + b * seq_sb + pos + j - C;
@@ -123,8 +163,15 @@ static void mlp_frame(int B, int n, int C, int Q, int D,
                 hb[d] = v > 0 ? v : 0;
             }
         }
-        gemv<T>(w1, b1, h, B, D, D, h2, true);
-        gemv<T>(w2, b2, h2, B, Q, D, lg, false);
+        if (sparse) {
+            for (int b = 0; b < B; b++) {
+                gemv_sparse<T>(w1t, b1, h + (int64_t)b * D, D, D, h2 + (int64_t)b * D, true, nz);
+                gemv_sparse<T>(w2t, b2, h2 + (int64_t)b * D, Q, D, lg + (int64_t)b * Q, false, nz);
+            }
+        } else {
+            gemv<T>(w1, b1, h, B, D, D, h2, true);
+            gemv<T>(w2, b2, h2, B, Q, D, lg, false);
+        }
         for (int b = 0; b < B; b++) {
             const T* l = lg + (int64_t)b * Q;
             const float* g = noise + b * noise_sb + (int64_t)j * Q;
@@ -141,16 +188,80 @@ static void mlp_frame(int B, int n, int C, int Q, int D,
     }
 }
 
+template <typename T> static inline T sigmoid(T x) { return T(1) / (T(1) + std::exp(-x)); }
+
+// One frame tier on one frame for B streams, with PyTorch's GRU / LSTM cell equations; see kernel.py.
+template <typename T>
+static void tier_step(int B, int F, int R, int D, int L, int lstm, int skip, const int64_t* seq, int64_t seq_sb,
+                      int64_t pos, int half, const T* upper, int64_t upper_sb, const T* w_in, const T* b_in,
+                      const void* const* layers, const T* w_skip, const T* b_skip, const T* w_up,
+                      const T* b_up, T* state, T* cond, T* work) {
+    const int G = (lstm ? 4 : 3) * D;
+    T* grid = work;            // (B, F)
+    T* x = grid + B * F;       // (B, D)
+    T* gi = x + B * D;         // (B, G)
+    T* gh = gi + B * G;        // (B, G)
+    T* outs = gh + B * G;      // (B, L * D): every layer's output, for the skip projection
+    for (int b = 0; b < B; b++)
+        for (int f = 0; f < F; f++) grid[b * F + f] = ((T)seq[b * seq_sb + pos - F + f] - (T)half) / (T)half;
+    gemv<T>(w_in, b_in, grid, B, D, F, x, false);
+    if (upper)
+        for (int b = 0; b < B; b++)
+            for (int d = 0; d < D; d++) x[b * D + d] += upper[b * upper_sb + d];
+    const int64_t BD = (int64_t)B * D;
+    for (int l = 0; l < L; l++) {
+        const T* w_ih = (const T*)layers[4 * l];
+        const T* w_hh = (const T*)layers[4 * l + 1];
+        const T* b_ih = (const T*)layers[4 * l + 2];
+        const T* b_hh = (const T*)layers[4 * l + 3];
+        T* h = state + l * BD;
+        T* c = state + (L + l) * BD;  // LSTM cell state
+        gemv<T>(w_ih, b_ih, x, B, G, D, gi, false);
+        gemv<T>(w_hh, b_hh, h, B, G, D, gh, false);
+        for (int b = 0; b < B; b++) {
+            const T* a = gi + (int64_t)b * G;
+            const T* e = gh + (int64_t)b * G;
+            T* hb = h + (int64_t)b * D;
+            if (lstm) {
+                T* cb = c + (int64_t)b * D;
+                for (int d = 0; d < D; d++) {
+                    const T in = sigmoid(a[d] + e[d]), fo = sigmoid(a[D + d] + e[D + d]);
+                    const T g = std::tanh(a[2 * D + d] + e[2 * D + d]), o = sigmoid(a[3 * D + d] + e[3 * D + d]);
+                    cb[d] = fo * cb[d] + in * g;
+                    hb[d] = o * std::tanh(cb[d]);
+                }
+            } else {
+                for (int d = 0; d < D; d++) {
+                    const T r = sigmoid(a[d] + e[d]), z = sigmoid(a[D + d] + e[D + d]);
+                    const T n = std::tanh(a[2 * D + d] + r * e[2 * D + d]);
+                    hb[d] = n + z * (hb[d] - n);
+                }
+            }
+            std::memcpy(x + (int64_t)b * D, hb, sizeof(T) * D);
+            if (skip) std::memcpy(outs + ((int64_t)b * L + l) * D, hb, sizeof(T) * D);
+        }
+    }
+    if (skip) gemv<T>(w_skip, b_skip, outs, B, D, L * D, x, false);
+    gemv<T>(w_up, b_up, x, B, R * D, D, cond, false);
+}
+
 #define EXPORT(NAME, T)                                                                                   \
 extern "C" void NAME(int B, int n, int C, int Q, int D, const T* tables, const T* cond, int64_t cond_sb,  \
-                     const T* w1, const T* b1, const T* w2, const T* b2, int64_t* seq, int64_t seq_sb,      \
-                     int64_t pos, const float* noise, int64_t noise_sb, const float* temp, T* logits_out,   \
-                     int64_t logits_sb, T* work) {                                                          \
-    mlp_frame<T>(B, n, C, Q, D, tables, cond, cond_sb, w1, b1, w2, b2, seq, seq_sb, pos, noise, noise_sb,  \
-                 temp, logits_out, logits_sb, work);                                                        \
+                     const T* w1, const T* b1, const T* w2, const T* b2, const T* w1t, const T* w2t,        \
+                     int sparse, int64_t* seq, int64_t seq_sb, int64_t pos, const float* noise,             \
+                     int64_t noise_sb, const float* temp, T* logits_out, int64_t logits_sb, T* work) {      \
+    mlp_frame<T>(B, n, C, Q, D, tables, cond, cond_sb, w1, b1, w2, b2, w1t, w2t, sparse, seq, seq_sb, pos, \
+                 noise, noise_sb, temp, logits_out, logits_sb, work);                                      \
+}                                                                                                         \
+extern "C" void tier_##NAME(int B, int F, int R, int D, int L, int lstm, int skip, const int64_t* seq,    \
+                            int64_t seq_sb, int64_t pos, int half, const T* upper, int64_t upper_sb,       \
+                            const T* w_in, const T* b_in, const void* const* layers, const T* w_skip,      \
+                            const T* b_skip, const T* w_up, const T* b_up, T* state, T* cond, T* work) {   \
+    tier_step<T>(B, F, R, D, L, lstm, skip, seq, seq_sb, pos, half, upper, upper_sb, w_in, b_in, layers,   \
+                 w_skip, b_skip, w_up, b_up, state, cond, work);                                           \
 }
-EXPORT(mlp_frame_f32, float)
-EXPORT(mlp_frame_f64, double)
+EXPORT(f32, float)
+EXPORT(f64, double)
 """
 
 FLAGS = ["-O3", "-march=native", "-shared", "-fPIC", "-std=c++17", "-fno-math-errno"]
@@ -211,9 +322,12 @@ def load() -> ctypes.CDLL | None:
             lib = None
     if lib is not None:
         p, i, i64 = ctypes.c_void_p, ctypes.c_int, ctypes.c_int64
-        for name in ("mlp_frame_f32", "mlp_frame_f64"):
+        for name in ("f32", "f64"):
             fn = getattr(lib, name)
-            fn.argtypes = [i, i, i, i, i, p, p, i64, p, p, p, p, p, i64, i64, p, i64, p, p, i64, p]
+            fn.argtypes = [i, i, i, i, i, p, p, i64, p, p, p, p, p, p, i, p, i64, i64, p, i64, p, p, i64, p]
+            fn.restype = None
+            fn = getattr(lib, f"tier_{name}")
+            fn.argtypes = [i, i, i, i, i, i, i, p, i64, i64, i, p, i64, p, p, p, p, p, p, p, p, p, p]
             fn.restype = None
     _loaded["lib"] = lib
     return lib

@@ -1,0 +1,205 @@
+"""WaveNet generation: the fast stepper for the sampling engine, and the two plain generators it is tested against.
+
+Fast WaveNet: a layer of dilation d reads its own input from (k - 1) * d steps ago, so every layer keeps its
+past inputs and one new sample costs one step per layer. Here all queues live in one ring buffer
+(sum of (k - 1) * d slots, B, residual_channels): at step t, layer l's input from j * d steps ago sits in slot
+offset_l + (t - j * d) mod ((k - 1) * d), and the new input overwrites the oldest one. The slot numbers of
+every step repeat with period (k - 1) * max(d) and are tabulated once. Because every layer's past inputs are
+known when a step starts, their half of the dilated convolutions runs for all layers in one batched matrix
+product; only the newest-input half, the gated units and the residual path run layer by layer. The skip
+projections of all layers are one matrix product over the concatenated gated outputs.
+
+`reference_generate` runs the model's own plain queues (`WaveNet.step`) one sample at a time, and
+`naive_generate` re-runs the full causal forward pass over the receptive field for every sample. All three
+follow the randomness contract of `reference.py`, so they produce the same samples for a seed.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from .reference import NoiseStream
+
+BACKENDS = ("auto", "torch")
+HOP = 64  # samples per advance() call: the engine's per-call bookkeeping is paid once per HOP samples
+
+
+def _w(t: torch.Tensor, device, dtype) -> torch.Tensor:
+    return t.detach().to(device=device, dtype=dtype).contiguous()
+
+
+class WaveNetStepper:
+    """The step-wise WaveNet for `soundalike.sampling.Sampler` (see `engine.Stepper`)."""
+
+    def __init__(self, model, device: torch.device | str | None = None, dtype: torch.dtype | None = None,
+                 backend: str = "auto"):
+        if backend not in BACKENDS:
+            raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
+        self.backend = "torch"
+        param = next(model.parameters())
+        self.device = torch.device(device) if device is not None else param.device
+        self.dtype = dtype or param.dtype
+        self.model = model
+        self.q_levels = model.q_levels
+        self.hop = HOP
+        self.context = 1  # advance() reads only the newest sample: the queues hold everything older
+        self.silence = model.q_levels // 2
+        k, dils = model.kernel_size, model.dilations
+        self.k, self.n_layers = k, len(dils)
+        self.R, self.D = model.residual_channels, model.dilation_channels
+        self.history = model.receptive_field - 1  # samples before the newest input that the queues cover
+        dev, dt = self.device, self.dtype
+        with torch.no_grad():
+            self.emb = _w(model.embedding.weight, dev, dt)  # (Q, R)
+            w = torch.stack([c.weight for c in model.convs])  # (L, 2D, R, k)
+            # Past taps, oldest first, as one (k - 1) * R input per layer: (L, (k - 1) * R, 2D).
+            self.w_past = _w(w[..., :-1].permute(0, 3, 2, 1).reshape(self.n_layers, (k - 1) * self.R, -1), dev, dt)
+            self.w_new = _w(w[..., -1].transpose(1, 2), dev, dt)  # (L, R, 2D)
+            self.b_conv = _w(torch.stack([c.bias for c in model.convs])[:, None, :], dev, dt)  # (L, 1, 2D)
+            self.w_res = [_w(r.weight[:, :, 0].t(), dev, dt) for r in model.residual]  # (D, R) each
+            self.w_skip = _w(model.skip.weight[:, :, 0].t(), dev, dt)  # (L * D, S)
+            self.b_skip = _w(model.skip.bias, dev, dt)
+            self.w_hid, self.b_hid = _w(model.out_hidden.weight[:, :, 0].t(), dev, dt), _w(model.out_hidden.bias, dev, dt)
+            self.w_out, self.b_out = _w(model.out.weight[:, :, 0].t(), dev, dt), _w(model.out.bias, dev, dt)
+        sizes = [(k - 1) * d for d in dils]
+        offsets = torch.tensor([0] + sizes[:-1]).cumsum(0)
+        size = torch.tensor(sizes)
+        self.period = (k - 1) * max(dils)
+        t = torch.arange(self.period)[:, None, None]
+        lag = (k - 1 - torch.arange(k - 1))[None, :, None] * torch.tensor(dils)[None, None, :]  # (1, k-1, L)
+        # read[t] (L * (k - 1),): slots of every layer's past taps, layer-major, oldest tap first.
+        self.read = (offsets + (t - lag) % size).transpose(1, 2).reshape(self.period, -1).to(dev)
+        self.write = (offsets + t[:, 0] % size).to(dev)  # (period, L): where each layer's new input goes
+        self.slots = sum(sizes)
+        self.step_count = 0
+        self.batch = 0
+        self.ring: torch.Tensor | None = None  # (slots, B, R)
+
+    # --- state ------------------------------------------------------------------------------------------
+
+    def _fill(self, history: torch.Tensor) -> None:
+        """Set the queues from history (B, receptive_field - 1) levels before the newest input."""
+        mdev = next(self.model.parameters()).device
+        queues = self.model.initial_queues(history.to(mdev))  # per layer (B, R, (k - 1) * d), oldest first
+        # With the step counter at 0 the ring slot of each queue entry is its index in the queue.
+        self.ring = torch.cat([q.permute(2, 0, 1) for q in queues]).to(self.device, self.dtype).contiguous()
+        self.step_count = 0
+        self.batch = history.shape[0]
+        self._alloc()
+
+    def _alloc(self) -> None:
+        B, L = self.batch, self.n_layers
+        self.h = torch.empty(L, B, self.R, device=self.device, dtype=self.dtype)  # each layer's input
+        self.z = torch.empty(B, L, self.D, device=self.device, dtype=self.dtype)  # each layer's gated output
+
+    def reset(self, batch: int) -> None:
+        """Queues of `batch` streams that have heard only silence."""
+        one = torch.full((1, self.history), self.silence, dtype=torch.long)
+        self._fill(one)
+        self.ring = self.ring.expand(-1, batch, -1).contiguous()
+        self.batch = batch
+        self._alloc()
+
+    def prime(self, levels: torch.Tensor) -> None:
+        """Teacher-force levels (B, 1 + n): only the last receptive field matters, earlier ones are silence."""
+        B = levels.shape[0]
+        pad = torch.full((B, self.history), self.silence, dtype=torch.long, device=levels.device)
+        history = torch.cat([pad, levels[:, :-1]], dim=1)[:, -self.history:]
+        self._fill(history)
+
+    def state(self) -> dict[str, torch.Tensor]:
+        """The queues and the step counter (which ring slots hold what) as CPU tensors."""
+        return {"ring": self.ring.cpu().clone(), "step": torch.tensor(self.step_count)}
+
+    def load_state(self, state: dict[str, torch.Tensor]) -> None:
+        self.ring = state["ring"].to(self.device, self.dtype).clone()
+        self.step_count = int(state["step"])
+        self.batch = self.ring.shape[1]
+        self._alloc()
+
+    # --- generation -------------------------------------------------------------------------------------
+
+    @torch.no_grad()
+    def advance(self, seq: torch.Tensor, pos: int, noise: torch.Tensor, temperature: torch.Tensor,
+                logits: torch.Tensor | None = None) -> None:
+        """Write seq[:, pos:pos + hop] from seq[:, pos - 1] and the queues; noise (B, hop, Q), temperature (B,)."""
+        temp = temperature[:, None]
+        for j in range(self.hop):
+            lg = self._step(seq[:, pos + j - 1])
+            seq[:, pos + j] = torch.argmax(lg.float() / temp + noise[:, j], dim=-1)
+            if logits is not None:
+                logits[:, j] = lg
+
+    def _step(self, level: torch.Tensor) -> torch.Tensor:
+        """The newest input level (B,) -> logits (B, Q) of the next sample; advances the queues."""
+        B, L, R, D = self.batch, self.n_layers, self.R, self.D
+        row = self.step_count % self.period
+        past = self.ring.index_select(0, self.read[row])  # (L * (k - 1), B, R)
+        if self.k > 2:
+            past = past.view(L, self.k - 1, B, R).transpose(1, 2).reshape(L, B, (self.k - 1) * R)
+        else:
+            past = past.view(L, B, R)
+        pre = torch.baddbmm(self.b_conv, past, self.w_past)  # (L, B, 2D): every layer's older taps at once
+        h, z = self.h, self.z
+        torch.index_select(self.emb, 0, level, out=h[0])
+        for i in range(L):
+            a = torch.addmm(pre[i], h[i], self.w_new[i])  # (B, 2D)
+            torch.mul(torch.tanh(a[:, :D]), torch.sigmoid(a[:, D:]), out=z[:, i])
+            if i + 1 < L:
+                torch.addmm(h[i], z[:, i], self.w_res[i], out=h[i + 1])
+        self.ring.index_copy_(0, self.write[row], h)
+        self.step_count += 1
+        skip = torch.addmm(self.b_skip, z.view(B, L * D), self.w_skip).relu_()
+        hid = torch.addmm(self.b_hid, skip, self.w_hid).relu_()
+        return torch.addmm(self.b_out, hid, self.w_out)
+
+
+# --- plain generators, for tests and benchmarks ---------------------------------------------------------
+
+
+def _start(model, n_samples: int, batch: int, temperature, prime) -> tuple[torch.Tensor, torch.Tensor, int]:
+    """History buffer (B, receptive_field + forced + n) of silence and prime, temperatures (B, 1), forced."""
+    device = next(model.parameters()).device
+    temp = torch.as_tensor(temperature, dtype=torch.float32).reshape(-1, 1).expand(batch, 1).to(device)
+    forced = 0
+    if prime is not None:
+        prime = torch.as_tensor(prime, dtype=torch.long).to(device)
+        prime = prime.expand(batch, -1) if prime.dim() == 1 else prime
+        forced = prime.shape[1]
+    lookback = model.receptive_field
+    seq = torch.full((batch, lookback + forced + n_samples), model.q_levels // 2, dtype=torch.long, device=device)
+    if prime is not None:
+        seq[:, lookback:lookback + forced] = prime
+    return seq, temp, forced
+
+
+@torch.no_grad()
+def reference_generate(model, n_samples: int, batch: int = 1, temperature: float | torch.Tensor = 1.0,
+                       seed: int = 0, prime: torch.Tensor | None = None) -> torch.Tensor:
+    """(B, n_samples) levels from silence (after `prime` (T,) or (B, T) levels), through `WaveNet.step`."""
+    model.eval()
+    seq, temp, forced = _start(model, n_samples, batch, temperature, prime)
+    lookback = model.receptive_field
+    noise = NoiseStream(batch, model.q_levels, seed)
+    queues = model.initial_queues(seq[:, 1:lookback])  # the silence before the newest input seq[:, lookback - 1]
+    for pos in range(lookback, seq.shape[1]):
+        logits = model.step(seq[:, pos - 1], queues)
+        if pos < lookback + forced:  # the prime is teacher-forced: no noise drawn for it
+            continue
+        seq[:, pos] = torch.argmax(logits.float() / temp + noise.next().to(seq.device), dim=-1)
+    return seq[:, lookback + forced:]
+
+
+@torch.no_grad()
+def naive_generate(model, n_samples: int, batch: int = 1, temperature: float | torch.Tensor = 1.0,
+                   seed: int = 0, prime: torch.Tensor | None = None) -> torch.Tensor:
+    """The same samples as `reference_generate`, re-running the causal forward pass over the receptive field
+    for every sample (what generation costs without queues)."""
+    model.eval()
+    seq, temp, forced = _start(model, n_samples, batch, temperature, prime)
+    lookback = model.receptive_field
+    noise = NoiseStream(batch, model.q_levels, seed)
+    for pos in range(lookback + forced, seq.shape[1]):
+        logits, _ = model(seq[:, pos - lookback:pos + 1])  # the one target seq[:, pos]
+        seq[:, pos] = torch.argmax(logits[:, 0].float() / temp + noise.next().to(seq.device), dim=-1)
+    return seq[:, lookback + forced:]
