@@ -7,7 +7,8 @@ file and flushed, so the files are playable at every moment and memory does not 
 then the sampler's state (recurrent state, history, noise position) is saved atomically beside them, so
 `--resume DIR` continues an interrupted render exactly: the result is bitwise the uninterrupted one.
 FLAC output is written as WAV while rendering (a FLAC file is only readable once closed) and encoded at
-the end. Sample rate, quantization and bit depth (16-bit PCM) come from the checkpoint.
+the end. Sample rate, quantization and bit depth (16-bit PCM) come from the checkpoint. A render resumes
+on the kind of device it started on (CPU or CUDA: they draw the noise differently).
 """
 
 from __future__ import annotations
@@ -165,8 +166,9 @@ class Render:
             torch.backends.cuda.matmul.allow_tf32 = True  # logits differ in the last bits only
         model = ckpt_io.build_model(ckpt).to(device)
         del ckpt
+        # On a GPU the noise is drawn there too: from the CPU it would cap large batches.
         self.sampler = Sampler(model, params["count"], params["temperatures"], params["seed"], device=device,
-                               threads=threads)
+                               threads=threads, device_noise=device.type == "cuda")
         self.block = max(1, round(params["block_seconds"] * self.rate))
         self.target = round(params["seconds"] * self.rate)
         n = params["count"]

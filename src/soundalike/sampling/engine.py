@@ -100,13 +100,14 @@ class Sampler:
 
     def __init__(self, model: torch.nn.Module, batch: int = 1, temperature: float | list | torch.Tensor = 1.0,
                  seed: int = 0, device=None, dtype: torch.dtype | None = None, backend: str = "auto",
-                 threads: int | None = 1):
+                 threads: int | None = 1, device_noise: bool = False):
         self.stepper = make_stepper(model, device, dtype, backend)
         self.threads = threads if self.stepper.device.type == "cpu" else None
         s = self.stepper
         self.batch, self.q_levels, self.device = batch, s.q_levels, s.device
         self.temperature = temperatures(temperature, batch).to(self.device)
-        self.noise = NoiseStream(batch, s.q_levels, seed)
+        # device_noise: draw the noise on the model's device (see reference.NoiseStream).
+        self.noise = NoiseStream(batch, s.q_levels, seed, device=self.device if device_noise else "cpu")
         self.silence = s.q_levels // 2
         # History buffer: `context` samples before `self.filled`, room for CHUNK more before a shift.
         self.span = s.hop * max(1, CHUNK // s.hop)
@@ -147,7 +148,7 @@ class Sampler:
         if self._noise is None or self._noise_pos == self._noise.shape[1]:
             # Noise for the whole span in one transfer: no per-sample host-device traffic.
             self._noise_state = self.noise.state()
-            self._noise = self.noise.take(self.span).to(self.device, non_blocking=True)
+            self._noise = self.noise.take(self.span).to(self.device)
             self._noise_pos = 0
         hop = self.stepper.hop
         out = self._noise[:, self._noise_pos:self._noise_pos + hop]
@@ -201,11 +202,15 @@ class Sampler:
             # The noise stream where the span in use was drawn, and how far into the span we are.
             "noise": self._noise_state if loaded else self.noise.state(),
             "noise_pos": self._noise_pos if loaded else -1,
+            "noise_device": self.noise.device.type,
             "temperature": self.temperature.cpu().clone(),
             "generated": self.generated,
         }
 
     def load_state_dict(self, state: dict) -> None:
+        if state.get("noise_device", "cpu") != self.noise.device.type:
+            raise ValueError(f"the state's noise was drawn on {state['noise_device']}, this sampler draws it on "
+                             f"{self.noise.device.type}")
         self.stepper.load_state(state["stepper"])
         tail = state["tail"].to(self.device)
         self.seq[:, :tail.shape[1]] = tail

@@ -11,13 +11,16 @@ device).
 from __future__ import annotations
 
 import ctypes
+import warnings
 
 import torch
 import torch.nn.functional as F
 
 from . import kernel as _kernel
 
-BACKENDS = ("auto", "c", "numpy", "torch")
+# c: compiled CPU loop; numpy: its fallback; torch: torch ops on any device; graph: those ops captured in a
+# CUDA graph per top frame. auto: c on the CPU, torch elsewhere.
+BACKENDS = ("auto", "c", "numpy", "torch", "graph")
 SPARSE_MAX_BATCH = 2  # up to this many streams the compiled head skips zero inputs per stream (measured)
 
 
@@ -73,6 +76,8 @@ class SampleRNNStepper:
 
     def _pick_backend(self, backend: str) -> str:
         cpu_ok = self.device.type == "cpu" and self.dtype in (torch.float32, torch.float64)
+        if backend == "graph" and self.device.type != "cuda":
+            raise ValueError("backend 'graph' (CUDA graphs) needs a CUDA device")
         if backend == "auto":
             if not cpu_ok:
                 return "torch"
@@ -96,6 +101,7 @@ class SampleRNNStepper:
 
     def _alloc(self) -> None:
         B, D, Q, fs = self.batch, self.dim, self.q_levels, self.frame_sizes[0]
+        self._graph = None  # captured on the state tensors of the moment: capture again
         if self.backend == "c":
             self._lib = _kernel.load()
             suffix = "f32" if self.dtype == torch.float32 else "f64"
@@ -186,6 +192,11 @@ class SampleRNNStepper:
         """Write seq[:, pos:pos + hop] from seq[:, pos - context:pos]; noise (B, hop, Q), temperature (B,)."""
         if self.backend == "c":
             return self._advance_c(seq, pos, noise, temperature, logits)
+        if self.backend == "graph" and logits is None:
+            return self._advance_graph(seq, pos, noise, temperature)
+        self._advance_torch(seq, pos, noise, temperature, logits)
+
+    def _advance_torch(self, seq, pos, noise, temperature, logits) -> None:
         fs, n_tiers = self.frame_sizes[0], len(self.tiers)
         conds: list = [None] * n_tiers
         for t in range(0, self.hop, fs):
@@ -199,6 +210,44 @@ class SampleRNNStepper:
                 conds[k] = self._tier_step(k, seq, pos + t, upper)
             out = None if logits is None else logits[:, t:t + fs]
             self._sample_frame(seq, pos + t, conds[0], noise[:, t:t + fs], temperature, out)
+
+    def _advance_graph(self, seq, pos, noise, temperature) -> None:
+        """`advance` replaying one CUDA graph of a whole top frame (hundreds of kernels, one launch).
+
+        The graph works on static buffers: the history window, the noise and the temperatures are copied
+        in, the new samples copied out; the recurrent state is updated in place.
+        """
+        C, hop = self.context, self.hop
+        if self._graph is None:
+            self._win = torch.empty((self.batch, C + hop), dtype=torch.long, device=self.device)
+            self._nz = torch.empty_like(noise)
+            self._temp = torch.empty_like(temperature)
+        self._win[:, :C].copy_(seq[:, pos - C:pos])
+        self._nz.copy_(noise)
+        self._temp.copy_(temperature)
+        if self._graph is None:
+            # Warm up eagerly on a side stream (library handles, allocator), as capture requires, on copies
+            # of the state so the real state is untouched; then capture.
+            saved = [st.clone() for st in self.states]
+            side = torch.cuda.Stream(self.device)
+            side.wait_stream(torch.cuda.current_stream(self.device))
+            with torch.cuda.stream(side):
+                self._advance_torch(self._win, C, self._nz, self._temp, None)
+            torch.cuda.current_stream(self.device).wait_stream(side)
+            for st, sv in zip(self.states, saved):
+                st.copy_(sv)
+            self._win[:, :C].copy_(seq[:, pos - C:pos])
+            graph = torch.cuda.CUDAGraph()
+            try:
+                with torch.cuda.graph(graph):
+                    self._advance_torch(self._win, C, self._nz, self._temp, None)
+            except RuntimeError as e:  # an op that cannot be captured: run eagerly from now on
+                warnings.warn(f"CUDA graph capture failed, sampling without graphs: {e}", stacklevel=2)
+                self.backend = "torch"
+                return self._advance_torch(seq, pos, noise, temperature, None)
+            self._graph = graph
+        self._graph.replay()
+        seq[:, pos:pos + hop].copy_(self._win[:, C:])
 
     def _advance_c(self, seq, pos, noise, temperature, logits) -> None:
         """`advance` with every tier step and sample in compiled code: a few foreign calls per frame."""

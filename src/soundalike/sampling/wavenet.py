@@ -18,9 +18,10 @@ from __future__ import annotations
 
 import torch
 
+from . import wavenet_kernel as _kernel
 from .reference import NoiseStream
 
-BACKENDS = ("auto", "torch")
+BACKENDS = ("auto", "c", "torch")
 HOP = 64  # samples per advance() call: the engine's per-call bookkeeping is paid once per HOP samples
 
 
@@ -35,10 +36,10 @@ class WaveNetStepper:
                  backend: str = "auto"):
         if backend not in BACKENDS:
             raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
-        self.backend = "torch"
         param = next(model.parameters())
         self.device = torch.device(device) if device is not None else param.device
         self.dtype = dtype or param.dtype
+        self.backend = self._pick_backend(backend)
         self.model = model
         self.q_levels = model.q_levels
         self.hop = HOP
@@ -74,6 +75,36 @@ class WaveNetStepper:
         self.step_count = 0
         self.batch = 0
         self.ring: torch.Tensor | None = None  # (slots, B, R)
+        if self.backend == "c":
+            self._c_weights(model, torch.tensor(dils, dtype=torch.int32), offsets)
+
+    def _pick_backend(self, backend: str) -> str:
+        cpu_ok = self.device.type == "cpu" and self.dtype in (torch.float32, torch.float64)
+        if backend == "auto":
+            return "c" if cpu_ok and _kernel.load() is not None else "torch"
+        if backend == "c" and not cpu_ok:
+            raise ValueError("backend 'c' needs float32/float64 on the CPU")
+        if backend == "c" and _kernel.load() is None:
+            raise RuntimeError("the compiled WaveNet sampling kernel is not available (no C++ compiler?)")
+        return backend
+
+    def _c_weights(self, model, dils: torch.Tensor, offsets: torch.Tensor) -> None:
+        """The kernel's weight layout (see wavenet_kernel.SOURCE); the tensors live on self, the kernel gets pointers."""
+        dt, L, k = self.dtype, self.n_layers, self.k
+        with torch.no_grad():
+            w = torch.stack([c.weight for c in model.convs])  # (L, 2D, R, k)
+            self._c = [dils.contiguous(), offsets.to(torch.int64).contiguous(), self.emb,
+                       _w(w.transpose(2, 3).reshape(L, 2 * self.D, k * self.R), "cpu", dt),
+                       _w(self.b_conv[:, 0], "cpu", dt),
+                       _w(torch.stack([r.weight[:, :, 0] for r in model.residual]) if L > 1
+                          else torch.zeros(1), "cpu", dt),
+                       _w(model.skip.weight[:, :, 0], "cpu", dt), self.b_skip,
+                       _w(model.out_hidden.weight[:, :, 0], "cpu", dt), self.b_hid,
+                       _w(model.out.weight[:, :, 0], "cpu", dt), self.b_out]
+        self._fn = _kernel.load().wavenet_f32 if dt == torch.float32 else _kernel.load().wavenet_f64
+        S, O = model.skip.out_channels, model.out_hidden.out_channels
+        self._dims = (L, k, self.R, self.D, S, O, self.q_levels)
+        self._ptrs = tuple(t.data_ptr() for t in self._c)
 
     # --- state ------------------------------------------------------------------------------------------
 
@@ -91,6 +122,8 @@ class WaveNetStepper:
         B, L = self.batch, self.n_layers
         self.h = torch.empty(L, B, self.R, device=self.device, dtype=self.dtype)  # each layer's input
         self.z = torch.empty(B, L, self.D, device=self.device, dtype=self.dtype)  # each layer's gated output
+        if self.backend == "c":
+            self._work = torch.empty(_kernel.work_size(B, *self._dims), dtype=self.dtype)
 
     def reset(self, batch: int) -> None:
         """Queues of `batch` streams that have heard only silence."""
@@ -123,6 +156,15 @@ class WaveNetStepper:
     def advance(self, seq: torch.Tensor, pos: int, noise: torch.Tensor, temperature: torch.Tensor,
                 logits: torch.Tensor | None = None) -> None:
         """Write seq[:, pos:pos + hop] from seq[:, pos - 1] and the queues; noise (B, hop, Q), temperature (B,)."""
+        if self.backend == "c":
+            assert seq.is_contiguous() and noise.stride(2) == 1 and noise.stride(1) == self.q_levels
+            assert self.ring.is_contiguous()
+            lo = (0, 0) if logits is None else (logits.data_ptr(), logits.stride(0))
+            self._fn(self.batch, self.hop, *self._dims, *self._ptrs, self.ring.data_ptr(), self.step_count,
+                     seq.data_ptr(), seq.stride(0), pos, noise.data_ptr(), noise.stride(0), temperature.data_ptr(),
+                     *lo, self._work.data_ptr())
+            self.step_count += self.hop
+            return
         temp = temperature[:, None]
         for j in range(self.hop):
             lg = self._step(seq[:, pos + j - 1])
