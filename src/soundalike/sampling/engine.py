@@ -23,6 +23,7 @@ from .reference import NoiseStream
 STEPPERS = {"SampleRNN": "soundalike.sampling.samplernn:SampleRNNStepper"}
 
 CHUNK = 4096  # samples generated between history shifts (and noise transfers to the device)
+NOISE_BYTES = 1 << 28  # cap on a span's noise (B * span * q_levels float32)
 
 
 class Stepper(Protocol):
@@ -109,8 +110,10 @@ class Sampler:
         # device_noise: draw the noise on the model's device (see reference.NoiseStream).
         self.noise = NoiseStream(batch, s.q_levels, seed, device=self.device if device_noise else "cpu")
         self.silence = s.q_levels // 2
-        # History buffer: `context` samples before `self.filled`, room for CHUNK more before a shift.
-        self.span = s.hop * max(1, CHUNK // s.hop)
+        # History buffer: `context` samples before `self.filled`, room for a span more before a shift; a
+        # span's noise is drawn at once (at most NOISE_BYTES of it, for large batches).
+        span = min(CHUNK, NOISE_BYTES // (4 * batch * s.q_levels))
+        self.span = s.hop * max(1, span // s.hop)
         self.seq = torch.full((batch, s.context + self.span), self.silence, dtype=torch.long, device=self.device)
         self.filled = s.context
         self.read = s.context  # samples before `read` were already returned
