@@ -27,9 +27,11 @@ ROOT = Path(__file__).resolve().parents[1]
 RATE = 16000
 
 
-def fast_rate(model, batch: int, threads: int, device: str, wall: float, repeats: int, dtype) -> float:
+def fast_rate(model, batch: int, threads: int, device: str, wall: float, repeats: int, dtype,
+              weights: str = "full") -> float:
     """Best samples/s per stream of the fast engine over `repeats` runs of about `wall` seconds."""
-    sampler = Sampler(model, batch, 1.0, seed=0, device=device, dtype=dtype, threads=threads)
+    sampler = Sampler(model, batch, 1.0, seed=0, device=device, dtype=dtype, threads=threads, weights=weights,
+                      device_noise=device != "cpu")
     hop = sampler.stepper.hop
     start = time.perf_counter()
     sampler.generate(hop * 4)  # warm-up (and the kernel's compilation, if not cached)
@@ -78,6 +80,7 @@ def main() -> None:
     parser.add_argument("--ref-samples", type=int, default=0,
                         help="samples per reference run (default: two top frames)")
     parser.add_argument("--no-reference", action="store_true")
+    parser.add_argument("--bf16-weights", action="store_true", help="also time weights rounded to bfloat16")
     args = parser.parse_args()
     dtype = getattr(torch, args.dtype)
     threads = [int(t) for t in args.threads.split(",")] if args.device == "cpu" else [0]
@@ -97,6 +100,9 @@ def main() -> None:
                 fast[th] = fast_rate(model, batch, th or None, args.device, args.wall, args.repeats, dtype)
                 row[f"fast_threads_{th}" if args.device == "cpu" else "fast"] = entry(fast[th], batch)
             best = max(fast.values())
+            if args.bf16_weights:
+                bf16 = fast_rate(model, batch, threads[0] or None, args.device, args.wall, args.repeats, dtype, "bf16")
+                row["fast_bf16_weights"] = entry(bf16, batch)
             if not args.no_reference:
                 model.cpu()
                 n = args.ref_samples or 2 * model.lookback

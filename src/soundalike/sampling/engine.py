@@ -4,7 +4,7 @@ The engine owns what every family shares: the history buffer, the pre-drawn nois
 contract (`reference.NoiseStream`), per-stream temperatures, priming, and a state that resumes a stream
 exactly. A family's stepper owns its recurrent state and draws `hop` samples per `advance` call, however it
 likes (SampleRNN: `samplernn.SampleRNNStepper`). To plug in a family, write a class with the `Stepper`
-methods and either give the model a `stepper(device, dtype, backend)` method that returns one, or add the
+methods and either give the model a `stepper(device, dtype, backend, weights)` method returning one, or add the
 model's class name to `STEPPERS`.
 """
 
@@ -59,15 +59,18 @@ class Stepper(Protocol):
 
 
 def make_stepper(model: torch.nn.Module, device=None, dtype: torch.dtype | None = None,
-                 backend: str = "auto") -> Stepper:
+                 backend: str = "auto", weights: str = "full") -> Stepper:
     """The stepper of `model`'s family; weights are read (and folded) once, here."""
+    model = getattr(model, "_orig_mod", model)  # torch.compile
+    model = getattr(model, "module", model)  # DistributedDataParallel
     if hasattr(model, "stepper"):
-        return model.stepper(device=device, dtype=dtype, backend=backend)
+        return model.stepper(device=device, dtype=dtype, backend=backend, weights=weights)
     name = type(model).__name__
     if name not in STEPPERS:
         raise TypeError(f"no sampling stepper for {name}; add one to soundalike.sampling.engine.STEPPERS")
     module, cls = STEPPERS[name].split(":")
-    return getattr(importlib.import_module(module), cls)(model, device=device, dtype=dtype, backend=backend)
+    factory = getattr(importlib.import_module(module), cls)
+    return factory(model, device=device, dtype=dtype, backend=backend, weights=weights)
 
 
 def temperatures(temperature, batch: int) -> torch.Tensor:
@@ -101,8 +104,8 @@ class Sampler:
 
     def __init__(self, model: torch.nn.Module, batch: int = 1, temperature: float | list | torch.Tensor = 1.0,
                  seed: int = 0, device=None, dtype: torch.dtype | None = None, backend: str = "auto",
-                 threads: int | None = 1, device_noise: bool = False):
-        self.stepper = make_stepper(model, device, dtype, backend)
+                 threads: int | None = 1, device_noise: bool = False, weights: str = "full"):
+        self.stepper = make_stepper(model, device, dtype, backend, weights)
         self.threads = threads if self.stepper.device.type == "cpu" else None
         s = self.stepper
         self.batch, self.q_levels, self.device = batch, s.q_levels, s.device

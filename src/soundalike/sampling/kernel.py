@@ -26,9 +26,12 @@ from pathlib import Path
 import numpy as np
 
 SOURCE = r"""
-#include <cstdint>
 #include <cmath>
+#include <cstdint>
 #include <cstring>
+#ifdef __AVX512F__
+#include <immintrin.h>
+#endif
 
 // 512-bit vectors (two 256-bit halves where AVX-512 is missing); unaligned loads through memcpy.
 template <typename T> struct Vec;
@@ -42,41 +45,84 @@ static inline typename Vec<T>::type load(const T* p) {
     return v;
 }
 
+// Weights are stored as T, or as bfloat16 (`bf16`: the top half of a float32) and widened exactly on load.
+struct bf16 { uint16_t bits; };
+typedef uint16_t u16x16 __attribute__((vector_size(32)));
+typedef uint32_t u32x16 __attribute__((vector_size(64)));
+typedef float f32x8 __attribute__((vector_size(32)));
+
+static inline float widen(bf16 w) {
+    const uint32_t u = (uint32_t)w.bits << 16;
+    float f;
+    std::memcpy(&f, &u, sizeof(f));
+    return f;
+}
+template <typename T> static inline T scalar(T w) { return w; }
+template <typename T> static inline T scalar(bf16 w) { return (T)widen(w); }
+
+template <typename T> static inline typename Vec<T>::type loadw(const T* p) { return load(p); }
+template <typename T> static inline typename Vec<T>::type loadw(const bf16* p);
+template <> inline Vec<float>::type loadw<float>(const bf16* p) {
+#ifdef __AVX512F__
+    const __m512i u = _mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i*)p)), 16);
+    return (Vec<float>::type)_mm512_castsi512_ps(u);
+#else
+    u16x16 h;
+    std::memcpy(&h, p, sizeof(h));
+    const u32x16 u = __builtin_convertvector(h, u32x16) << 16;
+    Vec<float>::type v;
+    std::memcpy(&v, &u, sizeof(v));
+    return v;
+#endif
+}
+template <> inline Vec<double>::type loadw<double>(const bf16* p) {
+    uint32_t u[8];
+    for (int l = 0; l < 8; l++) u[l] = (uint32_t)p[l].bits << 16;
+    f32x8 f;
+    std::memcpy(&f, u, sizeof(f));
+    return __builtin_convertvector(f, Vec<double>::type);
+}
+
+// Sum of the lanes of a + b, by halving (a fixed order; a few vector adds instead of a scalar chain).
 template <typename T>
 static inline T hsum(typename Vec<T>::type a, typename Vec<T>::type b) {
     constexpr int N = 64 / sizeof(T);
-    T s = 0;
-    for (int l = 0; l < N; l++) s += a[l] + b[l];
-    return s;
+    const typename Vec<T>::type s = a + b;
+    T buf[N];
+    std::memcpy(buf, &s, sizeof(s));
+    for (int w = N / 2; w >= 1; w /= 2)
+        for (int l = 0; l < w; l++) buf[l] += buf[l + w];
+    return buf[0];
 }
 
 // Y[b, i] = W[i] . X[b] + bias[i] (optionally ReLU) for W (R x D) row-major and X (B x D). Four rows at a
 // time share each load of x; two accumulators per row hide the FMA latency. Fixed summation order.
-template <typename T>
-static void gemv(const T* __restrict W, const T* __restrict bias, const T* __restrict X, int B, int R, int D,
+template <typename T, typename W_t>
+static void gemv(const W_t* __restrict W, const T* __restrict bias, const T* __restrict X, int B, int R, int D,
                  T* __restrict Y, bool relu) {
     typedef typename Vec<T>::type V;
     constexpr int N = 64 / sizeof(T);
     const int Dv = D - D % (2 * N);
     int i = 0;
     for (; i + 4 <= R; i += 4) {
-        const T* w0 = W + (int64_t)i * D;
-        const T* w1 = w0 + D;
-        const T* w2 = w1 + D;
-        const T* w3 = w2 + D;
+        const W_t* w0 = W + (int64_t)i * D;
+        const W_t* w1 = w0 + D;
+        const W_t* w2 = w1 + D;
+        const W_t* w3 = w2 + D;
         for (int b = 0; b < B; b++) {
             const T* x = X + (int64_t)b * D;
             V a0 = {}, a1 = {}, a2 = {}, a3 = {}, c0 = {}, c1 = {}, c2 = {}, c3 = {};
             for (int k = 0; k < Dv; k += 2 * N) {
                 const V x0 = load(x + k), x1 = load(x + k + N);
-                a0 += load(w0 + k) * x0; c0 += load(w0 + k + N) * x1;
-                a1 += load(w1 + k) * x0; c1 += load(w1 + k + N) * x1;
-                a2 += load(w2 + k) * x0; c2 += load(w2 + k + N) * x1;
-                a3 += load(w3 + k) * x0; c3 += load(w3 + k + N) * x1;
+                a0 += loadw<T>(w0 + k) * x0; c0 += loadw<T>(w0 + k + N) * x1;
+                a1 += loadw<T>(w1 + k) * x0; c1 += loadw<T>(w1 + k + N) * x1;
+                a2 += loadw<T>(w2 + k) * x0; c2 += loadw<T>(w2 + k + N) * x1;
+                a3 += loadw<T>(w3 + k) * x0; c3 += loadw<T>(w3 + k + N) * x1;
             }
             T s[4] = {hsum<T>(a0, c0), hsum<T>(a1, c1), hsum<T>(a2, c2), hsum<T>(a3, c3)};
             for (int k = Dv; k < D; k++) {
-                s[0] += w0[k] * x[k]; s[1] += w1[k] * x[k]; s[2] += w2[k] * x[k]; s[3] += w3[k] * x[k];
+                s[0] += scalar<T>(w0[k]) * x[k]; s[1] += scalar<T>(w1[k]) * x[k];
+                s[2] += scalar<T>(w2[k]) * x[k]; s[3] += scalar<T>(w3[k]) * x[k];
             }
             T* y = Y + (int64_t)b * R + i;
             for (int r = 0; r < 4; r++) {
@@ -86,11 +132,11 @@ static void gemv(const T* __restrict W, const T* __restrict bias, const T* __res
         }
     }
     for (; i < R; i++) {
-        const T* w = W + (int64_t)i * D;
+        const W_t* w = W + (int64_t)i * D;
         for (int b = 0; b < B; b++) {
             const T* x = X + (int64_t)b * D;
             T s = 0;
-            for (int k = 0; k < D; k++) s += w[k] * x[k];
+            for (int k = 0; k < D; k++) s += scalar<T>(w[k]) * x[k];
             const T v = s + bias[i];
             Y[(int64_t)b * R + i] = relu && v < 0 ? 0 : v;
         }
@@ -99,8 +145,8 @@ static void gemv(const T* __restrict W, const T* __restrict bias, const T* __res
 
 // y = bias + sum over the nonzero x[k] of x[k] * WT[k] (optionally ReLU), WT (D x R) row-major: W transposed.
 // After a ReLU about half of x is exactly zero, so this reads about half of the weights that `gemv` reads.
-template <typename T>
-static void gemv_sparse(const T* __restrict WT, const T* __restrict bias, const T* __restrict x, int R, int D,
+template <typename T, typename W_t>
+static void gemv_sparse(const W_t* __restrict WT, const T* __restrict bias, const T* __restrict x, int R, int D,
                         T* __restrict y, bool relu, int* __restrict nz) {
     typedef typename Vec<T>::type V;
     constexpr int N = 64 / sizeof(T);
@@ -111,20 +157,20 @@ static void gemv_sparse(const T* __restrict WT, const T* __restrict bias, const 
     for (; r + CH * N <= R; r += CH * N) {
         V acc[CH] = {};
         for (int i = 0; i < m; i++) {
-            const T* row = WT + (int64_t)nz[i] * R + r;
+            const W_t* row = WT + (int64_t)nz[i] * R + r;
             const T xk = x[nz[i]];
-            for (int v = 0; v < CH; v++) acc[v] += load(row + v * N) * xk;
+            for (int v = 0; v < CH; v++) acc[v] += loadw<T>(row + v * N) * xk;
         }
         for (int v = 0; v < CH; v++) std::memcpy(y + r + v * N, &acc[v], sizeof(V));
     }
     for (; r + N <= R; r += N) {
         V acc = {};
-        for (int i = 0; i < m; i++) acc += load(WT + (int64_t)nz[i] * R + r) * x[nz[i]];
+        for (int i = 0; i < m; i++) acc += loadw<T>(WT + (int64_t)nz[i] * R + r) * x[nz[i]];
         std::memcpy(y + r, &acc, sizeof(V));
     }
     for (; r < R; r++) {
         T acc = 0;
-        for (int i = 0; i < m; i++) acc += WT[(int64_t)nz[i] * R + r] * x[nz[i]];
+        for (int i = 0; i < m; i++) acc += scalar<T>(WT[(int64_t)nz[i] * R + r]) * x[nz[i]];
         y[r] = acc;
     }
     for (r = 0; r < R; r++) {
@@ -136,10 +182,11 @@ static void gemv_sparse(const T* __restrict WT, const T* __restrict bias, const 
 // One bottom frame of `n` samples for B streams; see kernel.py for the arguments. With `sparse`, the head
 // runs per stream on the transposed weights w1t, w2t skipping zero inputs; otherwise on w1, w2 for all
 // streams at once (better from a few streams up: each weight row is then read once for every stream).
-template <typename T>
+template <typename T, typename W_t>
 static void mlp_frame(int B, int n, int C, int Q, int D,
                       const T* tables, const T* cond, int64_t cond_sb,
-                      const T* w1, const T* b1, const T* w2, const T* b2, const T* w1t, const T* w2t, int sparse,
+                      const W_t* w1, const T* b1, const W_t* w2, const T* b2, const W_t* w1t, const W_t* w2t,
+                      int sparse,
                       int64_t* seq, int64_t seq_sb, int64_t pos,
                       const float* noise, int64_t noise_sb, const float* temp,
                       T* logits_out, int64_t logits_sb, T* work) {
@@ -165,12 +212,12 @@ static void mlp_frame(int B, int n, int C, int Q, int D,
         }
         if (sparse) {
             for (int b = 0; b < B; b++) {
-                gemv_sparse<T>(w1t, b1, h + (int64_t)b * D, D, D, h2 + (int64_t)b * D, true, nz);
-                gemv_sparse<T>(w2t, b2, h2 + (int64_t)b * D, Q, D, lg + (int64_t)b * Q, false, nz);
+                gemv_sparse<T, W_t>(w1t, b1, h + (int64_t)b * D, D, D, h2 + (int64_t)b * D, true, nz);
+                gemv_sparse<T, W_t>(w2t, b2, h2 + (int64_t)b * D, Q, D, lg + (int64_t)b * Q, false, nz);
             }
         } else {
-            gemv<T>(w1, b1, h, B, D, D, h2, true);
-            gemv<T>(w2, b2, h2, B, Q, D, lg, false);
+            gemv<T, W_t>(w1, b1, h, B, D, D, h2, true);
+            gemv<T, W_t>(w2, b2, h2, B, Q, D, lg, false);
         }
         for (int b = 0; b < B; b++) {
             const T* l = lg + (int64_t)b * Q;
@@ -191,10 +238,10 @@ static void mlp_frame(int B, int n, int C, int Q, int D,
 template <typename T> static inline T sigmoid(T x) { return T(1) / (T(1) + std::exp(-x)); }
 
 // One frame tier on one frame for B streams, with PyTorch's GRU / LSTM cell equations; see kernel.py.
-template <typename T>
+template <typename T, typename W_t>
 static void tier_step(int B, int F, int R, int D, int L, int lstm, int skip, const int64_t* seq, int64_t seq_sb,
-                      int64_t pos, int half, const T* upper, int64_t upper_sb, const T* w_in, const T* b_in,
-                      const void* const* layers, const T* w_skip, const T* b_skip, const T* w_up,
+                      int64_t pos, int half, const T* upper, int64_t upper_sb, const W_t* w_in, const T* b_in,
+                      const void* const* layers, const W_t* w_skip, const T* b_skip, const W_t* w_up,
                       const T* b_up, T* state, T* cond, T* work) {
     const int G = (lstm ? 4 : 3) * D;
     T* grid = work;            // (B, F)
@@ -204,20 +251,20 @@ static void tier_step(int B, int F, int R, int D, int L, int lstm, int skip, con
     T* outs = gh + B * G;      // (B, L * D): every layer's output, for the skip projection
     for (int b = 0; b < B; b++)
         for (int f = 0; f < F; f++) grid[b * F + f] = ((T)seq[b * seq_sb + pos - F + f] - (T)half) / (T)half;
-    gemv<T>(w_in, b_in, grid, B, D, F, x, false);
+    gemv<T, W_t>(w_in, b_in, grid, B, D, F, x, false);
     if (upper)
         for (int b = 0; b < B; b++)
             for (int d = 0; d < D; d++) x[b * D + d] += upper[b * upper_sb + d];
     const int64_t BD = (int64_t)B * D;
     for (int l = 0; l < L; l++) {
-        const T* w_ih = (const T*)layers[4 * l];
-        const T* w_hh = (const T*)layers[4 * l + 1];
+        const W_t* w_ih = (const W_t*)layers[4 * l];
+        const W_t* w_hh = (const W_t*)layers[4 * l + 1];
         const T* b_ih = (const T*)layers[4 * l + 2];
         const T* b_hh = (const T*)layers[4 * l + 3];
         T* h = state + l * BD;
         T* c = state + (L + l) * BD;  // LSTM cell state
-        gemv<T>(w_ih, b_ih, x, B, G, D, gi, false);
-        gemv<T>(w_hh, b_hh, h, B, G, D, gh, false);
+        gemv<T, W_t>(w_ih, b_ih, x, B, G, D, gi, false);
+        gemv<T, W_t>(w_hh, b_hh, h, B, G, D, gh, false);
         for (int b = 0; b < B; b++) {
             const T* a = gi + (int64_t)b * G;
             const T* e = gh + (int64_t)b * G;
@@ -241,27 +288,30 @@ static void tier_step(int B, int F, int R, int D, int L, int lstm, int skip, con
             if (skip) std::memcpy(outs + ((int64_t)b * L + l) * D, hb, sizeof(T) * D);
         }
     }
-    if (skip) gemv<T>(w_skip, b_skip, outs, B, D, L * D, x, false);
-    gemv<T>(w_up, b_up, x, B, R * D, D, cond, false);
+    if (skip) gemv<T, W_t>(w_skip, b_skip, outs, B, D, L * D, x, false);
+    gemv<T, W_t>(w_up, b_up, x, B, R * D, D, cond, false);
 }
 
-#define EXPORT(NAME, T)                                                                                   \
+// Exported as <T>[_bf16]: compute type float or double, weights stored as T or bfloat16.
+#define EXPORT(NAME, T, W_t)                                                                              \
 extern "C" void NAME(int B, int n, int C, int Q, int D, const T* tables, const T* cond, int64_t cond_sb,  \
-                     const T* w1, const T* b1, const T* w2, const T* b2, const T* w1t, const T* w2t,        \
+                     const W_t* w1, const T* b1, const W_t* w2, const T* b2, const W_t* w1t, const W_t* w2t,\
                      int sparse, int64_t* seq, int64_t seq_sb, int64_t pos, const float* noise,             \
                      int64_t noise_sb, const float* temp, T* logits_out, int64_t logits_sb, T* work) {      \
-    mlp_frame<T>(B, n, C, Q, D, tables, cond, cond_sb, w1, b1, w2, b2, w1t, w2t, sparse, seq, seq_sb, pos, \
-                 noise, noise_sb, temp, logits_out, logits_sb, work);                                      \
+    mlp_frame<T, W_t>(B, n, C, Q, D, tables, cond, cond_sb, w1, b1, w2, b2, w1t, w2t, sparse, seq, seq_sb, \
+                      pos, noise, noise_sb, temp, logits_out, logits_sb, work);                            \
 }                                                                                                         \
 extern "C" void tier_##NAME(int B, int F, int R, int D, int L, int lstm, int skip, const int64_t* seq,    \
                             int64_t seq_sb, int64_t pos, int half, const T* upper, int64_t upper_sb,       \
-                            const T* w_in, const T* b_in, const void* const* layers, const T* w_skip,      \
-                            const T* b_skip, const T* w_up, const T* b_up, T* state, T* cond, T* work) {   \
-    tier_step<T>(B, F, R, D, L, lstm, skip, seq, seq_sb, pos, half, upper, upper_sb, w_in, b_in, layers,   \
-                 w_skip, b_skip, w_up, b_up, state, cond, work);                                           \
+                            const W_t* w_in, const T* b_in, const void* const* layers, const W_t* w_skip,  \
+                            const T* b_skip, const W_t* w_up, const T* b_up, T* state, T* cond, T* work) { \
+    tier_step<T, W_t>(B, F, R, D, L, lstm, skip, seq, seq_sb, pos, half, upper, upper_sb, w_in, b_in,      \
+                      layers, w_skip, b_skip, w_up, b_up, state, cond, work);                              \
 }
-EXPORT(f32, float)
-EXPORT(f64, double)
+EXPORT(f32, float, float)
+EXPORT(f64, double, double)
+EXPORT(f32_bf16, float, bf16)
+EXPORT(f64_bf16, double, bf16)
 """
 
 FLAGS = ["-O3", "-march=native", "-shared", "-fPIC", "-std=c++17", "-fno-math-errno"]
@@ -322,7 +372,7 @@ def load() -> ctypes.CDLL | None:
             lib = None
     if lib is not None:
         p, i, i64 = ctypes.c_void_p, ctypes.c_int, ctypes.c_int64
-        for name in ("f32", "f64"):
+        for name in ("f32", "f64", "f32_bf16", "f64_bf16"):
             fn = getattr(lib, name)
             fn.argtypes = [i, i, i, i, i, p, p, i64, p, p, p, p, p, p, i, p, i64, i64, p, i64, p, p, i64, p]
             fn.restype = None

@@ -21,6 +21,9 @@ from . import kernel as _kernel
 # c: compiled CPU loop; numpy: its fallback; torch: torch ops on any device; graph: those ops captured in a
 # CUDA graph per top frame. auto: c on the CPU, torch elsewhere.
 BACKENDS = ("auto", "c", "numpy", "torch", "graph")
+# full: weights in the compute dtype. bf16: weight matrices rounded to bfloat16 (stored so by the compiled
+# loop: half the memory traffic, which bounds batch-1 speed), arithmetic still in the compute dtype.
+WEIGHTS = ("full", "bf16")
 SPARSE_MAX_BATCH = 2  # up to this many streams the compiled head skips zero inputs per stream (measured)
 
 
@@ -50,9 +53,12 @@ class SampleRNNStepper:
     """The step-wise SampleRNN for `soundalike.sampling.Sampler` (see `engine.Stepper`)."""
 
     def __init__(self, model, device: torch.device | str | None = None, dtype: torch.dtype | None = None,
-                 backend: str = "auto"):
+                 backend: str = "auto", weights: str = "full"):
         if backend not in BACKENDS:
             raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
+        if weights not in WEIGHTS:
+            raise ValueError(f"weights must be one of {WEIGHTS}, got {weights!r}")
+        self.weights = weights
         param = next(model.parameters())
         self.device = torch.device(device) if device is not None else param.device
         self.dtype = dtype or param.dtype
@@ -68,11 +74,28 @@ class SampleRNNStepper:
             self.w1, self.b1 = _w(mlp.hidden.weight, self.device, self.dtype), _w(mlp.hidden.bias, self.device, self.dtype)
             self.w2, self.b2 = _w(mlp.output.weight, self.device, self.dtype), _w(mlp.output.bias, self.device, self.dtype)
         self.offsets = torch.arange(self.frame_sizes[0], device=self.device) * self.q_levels
+        self.backend = self._pick_backend(backend)
+        if weights == "bf16":
+            self._round_matrices()
         # Levels -> grid in the model's own precision (bf16 would round large level numbers).
         self._grid_dtype = self.dtype if self.dtype in (torch.float32, torch.float64) else torch.float32
-        self.backend = self._pick_backend(backend)
         self.states: list = []
         self.batch = 0
+
+    def _round_matrices(self) -> None:
+        """Store every weight matrix as bfloat16 (the compiled loop widens it exactly to float32 / float64 on
+        load); other backends compute with the same rounded values in their own dtype."""
+        keep = torch.bfloat16 if self.backend == "c" else self.dtype
+
+        def rounded(w: torch.Tensor) -> torch.Tensor:
+            return w.to(torch.bfloat16).to(keep).contiguous()
+
+        for t in self.tiers:
+            t.w_in, t.w_up = rounded(t.w_in), rounded(t.w_up)
+            t.layers = [(rounded(w_ih), rounded(w_hh), b_ih, b_hh) for w_ih, w_hh, b_ih, b_hh in t.layers]
+            if t.skip:
+                t.w_skip = rounded(t.w_skip)
+        self.w1, self.w2 = rounded(self.w1), rounded(self.w2)
 
     def _pick_backend(self, backend: str) -> str:
         cpu_ok = self.device.type == "cpu" and self.dtype in (torch.float32, torch.float64)
@@ -104,7 +127,7 @@ class SampleRNNStepper:
         self._graph = None  # captured on the state tensors of the moment: capture again
         if self.backend == "c":
             self._lib = _kernel.load()
-            suffix = "f32" if self.dtype == torch.float32 else "f64"
+            suffix = ("f32" if self.dtype == torch.float32 else "f64") + ("_bf16" if self.weights == "bf16" else "")
             self._fn, self._tier_fn = getattr(self._lib, suffix), getattr(self._lib, f"tier_{suffix}")
             self._alloc_tiers()
             self._work = torch.empty(B * (2 * D + Q) + D, dtype=self.dtype)  # + D ints of nonzero indices

@@ -21,7 +21,10 @@ import torch
 from . import wavenet_kernel as _kernel
 from .reference import NoiseStream
 
-BACKENDS = ("auto", "c", "torch")
+BACKENDS = ("auto", "c", "torch")  # c: compiled CPU loop (wavenet_kernel.py); torch: torch ops on any device
+# full: weights in the compute dtype. bf16: weight matrices rounded to bfloat16 (the SampleRNN stepper's option;
+# here the rounded values are stored in the compute dtype, so it changes the numbers, not the speed).
+WEIGHTS = ("full", "bf16")
 HOP = 64  # samples per advance() call: the engine's per-call bookkeeping is paid once per HOP samples
 
 
@@ -33,9 +36,12 @@ class WaveNetStepper:
     """The step-wise WaveNet for `soundalike.sampling.Sampler` (see `engine.Stepper`)."""
 
     def __init__(self, model, device: torch.device | str | None = None, dtype: torch.dtype | None = None,
-                 backend: str = "auto"):
+                 backend: str = "auto", weights: str = "full"):
         if backend not in BACKENDS:
             raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
+        if weights not in WEIGHTS:
+            raise ValueError(f"weights must be one of {WEIGHTS}, got {weights!r}")
+        self.weights = weights
         param = next(model.parameters())
         self.device = torch.device(device) if device is not None else param.device
         self.dtype = dtype or param.dtype
@@ -49,19 +55,19 @@ class WaveNetStepper:
         self.k, self.n_layers = k, len(dils)
         self.R, self.D = model.residual_channels, model.dilation_channels
         self.history = model.receptive_field - 1  # samples before the newest input that the queues cover
-        dev, dt = self.device, self.dtype
+        dev, dt, mat = self.device, self.dtype, self._matrix
         with torch.no_grad():
             self.emb = _w(model.embedding.weight, dev, dt)  # (Q, R)
-            w = torch.stack([c.weight for c in model.convs])  # (L, 2D, R, k)
+            w = mat(torch.stack([c.weight for c in model.convs]))  # (L, 2D, R, k)
             # Past taps, oldest first, as one (k - 1) * R input per layer: (L, (k - 1) * R, 2D).
-            self.w_past = _w(w[..., :-1].permute(0, 3, 2, 1).reshape(self.n_layers, (k - 1) * self.R, -1), dev, dt)
-            self.w_new = _w(w[..., -1].transpose(1, 2), dev, dt)  # (L, R, 2D)
+            self.w_past = w[..., :-1].permute(0, 3, 2, 1).reshape(self.n_layers, (k - 1) * self.R, -1).contiguous()
+            self.w_new = w[..., -1].transpose(1, 2).contiguous()  # (L, R, 2D)
             self.b_conv = _w(torch.stack([c.bias for c in model.convs])[:, None, :], dev, dt)  # (L, 1, 2D)
-            self.w_res = [_w(r.weight[:, :, 0].t(), dev, dt) for r in model.residual]  # (D, R) each
-            self.w_skip = _w(model.skip.weight[:, :, 0].t(), dev, dt)  # (L * D, S)
+            self.w_res = [mat(r.weight[:, :, 0].t()) for r in model.residual]  # (D, R) each
+            self.w_skip = mat(model.skip.weight[:, :, 0].t())  # (L * D, S)
             self.b_skip = _w(model.skip.bias, dev, dt)
-            self.w_hid, self.b_hid = _w(model.out_hidden.weight[:, :, 0].t(), dev, dt), _w(model.out_hidden.bias, dev, dt)
-            self.w_out, self.b_out = _w(model.out.weight[:, :, 0].t(), dev, dt), _w(model.out.bias, dev, dt)
+            self.w_hid, self.b_hid = mat(model.out_hidden.weight[:, :, 0].t()), _w(model.out_hidden.bias, dev, dt)
+            self.w_out, self.b_out = mat(model.out.weight[:, :, 0].t()), _w(model.out.bias, dev, dt)
         sizes = [(k - 1) * d for d in dils]
         offsets = torch.tensor([0] + sizes[:-1]).cumsum(0)
         size = torch.tensor(sizes)
@@ -78,6 +84,12 @@ class WaveNetStepper:
         if self.backend == "c":
             self._c_weights(model, torch.tensor(dils, dtype=torch.int32), offsets)
 
+    def _matrix(self, t: torch.Tensor) -> torch.Tensor:
+        """A weight matrix in the compute dtype on the device, rounded to bfloat16 first with weights='bf16'."""
+        if self.weights == "bf16":
+            t = t.detach().to(torch.bfloat16)
+        return _w(t, self.device, self.dtype)
+
     def _pick_backend(self, backend: str) -> str:
         cpu_ok = self.device.type == "cpu" and self.dtype in (torch.float32, torch.float64)
         if backend == "auto":
@@ -90,17 +102,16 @@ class WaveNetStepper:
 
     def _c_weights(self, model, dils: torch.Tensor, offsets: torch.Tensor) -> None:
         """The kernel's weight layout (see wavenet_kernel.SOURCE); the tensors live on self, the kernel gets pointers."""
-        dt, L, k = self.dtype, self.n_layers, self.k
+        dt, L, k, mat = self.dtype, self.n_layers, self.k, self._matrix
         with torch.no_grad():
             w = torch.stack([c.weight for c in model.convs])  # (L, 2D, R, k)
             self._c = [dils.contiguous(), offsets.to(torch.int64).contiguous(), self.emb,
-                       _w(w.transpose(2, 3).reshape(L, 2 * self.D, k * self.R), "cpu", dt),
-                       _w(self.b_conv[:, 0], "cpu", dt),
-                       _w(torch.stack([r.weight[:, :, 0] for r in model.residual]) if L > 1
-                          else torch.zeros(1), "cpu", dt),
-                       _w(model.skip.weight[:, :, 0], "cpu", dt), self.b_skip,
-                       _w(model.out_hidden.weight[:, :, 0], "cpu", dt), self.b_hid,
-                       _w(model.out.weight[:, :, 0], "cpu", dt), self.b_out]
+                       mat(w.transpose(2, 3).reshape(L, 2 * self.D, k * self.R)),
+                       self.b_conv[:, 0].contiguous(),
+                       mat(torch.stack([r.weight[:, :, 0] for r in model.residual]) if L > 1 else torch.zeros(1)),
+                       mat(model.skip.weight[:, :, 0]), self.b_skip,
+                       mat(model.out_hidden.weight[:, :, 0]), self.b_hid,
+                       mat(model.out.weight[:, :, 0]), self.b_out]
         self._fn = _kernel.load().wavenet_f32 if dt == torch.float32 else _kernel.load().wavenet_f64
         S, O = model.skip.out_channels, model.out_hidden.out_channels
         self._dims = (L, k, self.R, self.D, S, O, self.q_levels)
