@@ -1,14 +1,18 @@
-"""The sample-level inner loop of SampleRNN on the CPU: one bottom frame of samples per call, in C++.
+"""SampleRNN's generation loops on the CPU in C++: a frame tier's step, and a bottom frame of samples.
 
-Per sample the loop gathers and sums `context` rows of the folded input tables, adds the frame tier's
-conditioning, runs the two-layer head and draws the sample with the Gumbel-max rule of the randomness
-contract (`argmax(float32(logits) / temperature + noise)`, first index on ties), writing it straight into
-the history it reads from. Doing that in Python costs ~10 dispatches per sample; here it is one call per
-frame.
+`tier_*`: one frame tier on one frame for all streams (input projection, GRU / LSTM layers with PyTorch's
+cell equations, skip projection, upsampling). `f32` / `f64`: the samples of one bottom frame; per sample,
+gather and sum `context` rows of the folded input tables, add the tier's conditioning, run the two-layer
+head (skipping the inputs a ReLU zeroed when there are few streams) and draw the sample with the Gumbel-max
+rule of the randomness contract (`argmax(float32(logits) / temperature + noise)`, first index on ties),
+written straight into the history it reads from. In Python that is ~10 dispatches per sample.
 
-The C++ source is compiled at first use with the system `g++` (about a second; `-O3 -march=native`) into
-a per-user cache keyed by the source, the compiler and the CPU, and loaded with ctypes (no torch headers, no
-Python extension build). Without a compiler, `load()` returns None and callers fall back to `mlp_frame_numpy`.
+Batch-1 speed is bounded by reading the weights (L2 / L3 / DRAM), so the matrix-vector products stream
+four rows at a time with 512-bit vectors; `_bf16` variants read bfloat16-stored weights and widen them
+exactly. The source is compiled at first use with the system `g++` (about two seconds; `-O3
+-march=native`) into a per-user cache keyed by source, compiler and CPU, and loaded with ctypes (no torch
+headers, no extension build). Without a compiler, `load()` returns None and callers fall back to
+`mlp_frame_numpy` for the samples and torch ops for the tiers.
 """
 
 from __future__ import annotations

@@ -1,11 +1,12 @@
-"""SampleRNN stepper for the sampling engine: folded weights, tiers once per frame, a compiled sample loop.
+"""SampleRNN stepper for the sampling engine: folded weights, tiers once per frame, a compiled CPU loop.
 
 At construction every weight the generator needs is read once from the model (weight norm folded into
 plain matrices, the sample-level embedding and input layer folded into per-position tables). Per top frame
-of `lookback` samples, each frame tier runs once per its own frame for all streams together (torch ops,
-any device); the samples of each bottom frame are drawn by the sample-level loop: the C++ kernel on the
-CPU (`kernel.py`, numpy when no compiler), torch ops elsewhere (no host-device sync: samples stay on the
-device).
+of `lookback` samples, each frame tier runs once per its own frame for all streams together, and the
+samples of each bottom frame are drawn one by one with the Gumbel-max rule. On the CPU both are compiled
+code (`kernel.py`: two foreign calls per bottom frame, none per sample; numpy for the samples when there is
+no compiler); elsewhere they are torch ops (no host-device sync: the samples stay on the device),
+optionally captured in a CUDA graph.
 """
 
 from __future__ import annotations
