@@ -43,6 +43,15 @@ class ModelConfig:
     skip_connections: bool = False  # every RNN layer's output feeds the tier's output projection
     weight_norm: bool = True
     learn_h0: bool = True  # learned initial state; zeros otherwise
+    # WaveNet (family: wavenet). n_stacks stacks of n_layers dilated causal convolutions with dilations
+    # 1, 2, 4, ..., 2**(n_layers - 1); receptive field 1 + (kernel_size - 1) * n_stacks * (2**n_layers - 1).
+    n_stacks: int = 4
+    n_layers: int = 10  # per stack
+    residual_channels: int = 64
+    dilation_channels: int = 64  # of each gated unit (the convolution makes twice as many: filter and gate)
+    skip_channels: int = 64
+    out_channels: int = 256  # hidden width of the output head between the skip sum and the softmax
+    kernel_size: int = 2
 
 
 @dataclass
@@ -196,8 +205,26 @@ def load_config(path: str | Path | None, overrides: list[str] = ()) -> Config:
 def validate(cfg: Config) -> None:
     """Cross-field checks that types alone cannot express."""
     m, t = cfg.model, cfg.train
-    if m.family not in ("samplernn",):
-        raise UserError(f"model.family: unknown family {m.family!r} (known: samplernn)")
+    if m.family not in ("samplernn", "wavenet"):
+        raise UserError(f"model.family: unknown family {m.family!r} (known: samplernn, wavenet)")
+    if m.family == "samplernn":
+        _validate_samplernn(m, t)
+    else:
+        for key in ("n_stacks", "n_layers", "residual_channels", "dilation_channels", "skip_channels",
+                    "out_channels"):
+            if getattr(m, key) < 1:
+                raise UserError(f"model.{key}: must be positive")
+        if m.kernel_size < 2:
+            raise UserError(f"model.kernel_size: must be at least 2, got {m.kernel_size}")
+        if t.seq_len < 1:
+            raise UserError("train.seq_len: must be positive")
+    for key in ("batch_size", "val_batch_size", "log_every", "val_every", "ckpt_every", "keep_last"):
+        if getattr(t, key) < 1:
+            raise UserError(f"train.{key}: must be positive")
+    parse_duration(t.max_time, "train.max_time")
+
+
+def _validate_samplernn(m: ModelConfig, t: TrainConfig) -> None:
     if m.rnn_type not in ("gru", "lstm"):
         raise UserError(f"model.rnn_type: expected gru or lstm, got {m.rnn_type!r}")
     if not m.frame_sizes or any(f < 1 for f in m.frame_sizes):
@@ -208,10 +235,6 @@ def validate(cfg: Config) -> None:
     top = top_frame_size(m.frame_sizes)
     if t.seq_len < top or t.seq_len % top:
         raise UserError(f"train.seq_len: must be a multiple of the top frame size {top}, got {t.seq_len}")
-    for key in ("batch_size", "val_batch_size", "log_every", "val_every", "ckpt_every", "keep_last"):
-        if getattr(t, key) < 1:
-            raise UserError(f"train.{key}: must be positive")
-    parse_duration(t.max_time, "train.max_time")
 
 
 def top_frame_size(frame_sizes: list[int]) -> int:

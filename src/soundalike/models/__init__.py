@@ -9,8 +9,9 @@ from ..config import Config
 
 def _families() -> dict:
     from .samplernn import SampleRNN
+    from .wavenet import WaveNet
 
-    return {"samplernn": SampleRNN}
+    return {"samplernn": SampleRNN, "wavenet": WaveNet}
 
 
 def build(family: str, kwargs: dict) -> torch.nn.Module:

@@ -167,8 +167,8 @@ class SampleRNN(nn.Module):
     @classmethod
     def from_config(cls, model: ModelConfig, data: DataConfig) -> SampleRNN:
         kwargs = asdict(model)
-        kwargs.pop("family")
-        return cls(q_levels=data.q_levels, **kwargs)
+        own = ("frame_sizes", "dim", "n_rnn", "rnn_type", "emb_size", "skip_connections", "weight_norm", "learn_h0")
+        return cls(q_levels=data.q_levels, **{k: kwargs[k] for k in own})
 
     def to_grid(self, levels: torch.Tensor) -> torch.Tensor:
         """Levels -> floats in [-1, 1), linear in the level (the frame tiers' input)."""

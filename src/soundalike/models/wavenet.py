@@ -1,0 +1,134 @@
+"""WaveNet (van den Oord et al., 2016) over quantized raw audio, as the SampleRNN paper's WaveNet baseline.
+
+Layers: an embedding of the input levels (a one-hot input times a 1x1 convolution), then `n_stacks` stacks of
+`n_layers` dilated causal convolutions of width `kernel_size` with dilations 1, 2, 4, ..., 2**(n_layers - 1),
+each a gated tanh-sigmoid unit with a residual path (1x1 convolution added to its input) and a skip path;
+the skip outputs of all layers are summed, and ReLU, 1x1, ReLU, 1x1 map them to `q_levels` logits.
+
+Receptive field: a layer of dilation d and width k sees (k - 1) * d samples more than its input, so the
+prediction of one sample depends on 1 + (k - 1) * sum(dilations) previous samples. The SampleRNN paper's
+baseline (4 stacks x 10 layers, k = 2): sum(dilations) = 4 * (1 + 2 + ... + 512) = 4 * 1023 = 4092, which is
+the paper's "receptive field of 4,092"; counted with the newest input sample it is 4,093 samples.
+
+Sequence convention (shared with SampleRNN and `soundalike.data`): a window `x` (B, lookback + T) of levels;
+the model predicts the T targets `x[:, lookback:]` from `x[:, :-1]`. With `lookback` = the receptive field,
+every target sees its whole receptive field inside the window, so the model needs no state across windows:
+`forward` takes the trainer's `state` and `reset` and ignores them (returns None as the new state).
+
+Generation (Fast WaveNet, Paine et al., 2016): a layer of dilation d needs its own input from (k - 1) * d
+steps ago, so each layer keeps a queue of its last (k - 1) * d inputs and one new sample costs one step per
+layer. `initial_queues` / `step` are the plain version of that, the reference for the sampling engine's
+stepper (`soundalike.sampling.wavenet`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..config import DataConfig, ModelConfig
+
+Queues = list  # one tensor per layer: its last (k - 1) * dilation inputs (B, residual_channels, (k - 1) * d)
+
+
+class WaveNet(nn.Module):
+    """The whole model; build it from configs with `WaveNet.from_config` or from a checkpoint's kwargs."""
+
+    def __init__(self, n_stacks: int = 4, n_layers: int = 10, residual_channels: int = 64,
+                 dilation_channels: int = 64, skip_channels: int = 64, out_channels: int = 256,
+                 kernel_size: int = 2, q_levels: int = 256):
+        super().__init__()
+        self.kwargs = {"n_stacks": n_stacks, "n_layers": n_layers, "residual_channels": residual_channels,
+                       "dilation_channels": dilation_channels, "skip_channels": skip_channels,
+                       "out_channels": out_channels, "kernel_size": kernel_size, "q_levels": q_levels}
+        assert kernel_size >= 2, f"kernel_size must be at least 2, got {kernel_size}"
+        self.q_levels, self.kernel_size = q_levels, kernel_size
+        self.residual_channels, self.dilation_channels = residual_channels, dilation_channels
+        self.dilations = [2 ** i for _ in range(n_stacks) for i in range(n_layers)]
+        self.receptive_field = 1 + (kernel_size - 1) * sum(self.dilations)
+        self.lookback = self.receptive_field
+        R, D = residual_channels, dilation_channels
+        self.embedding = nn.Embedding(q_levels, R)
+        # Filter and gate halves of each gated unit in one convolution: (B, R, n) -> (B, 2D, n - (k-1)d).
+        self.convs = nn.ModuleList(nn.Conv1d(R, 2 * D, kernel_size, dilation=d) for d in self.dilations)
+        # No bias: a constant added to the residual stream is absorbed by the next convolutions' biases. The
+        # last layer has no residual output (nothing reads it).
+        self.residual = nn.ModuleList(nn.Conv1d(D, R, 1, bias=False) for _ in self.dilations[:-1])
+        # The sum of every layer's 1x1 skip convolution is one 1x1 convolution of their concatenated inputs.
+        self.skip = nn.Conv1d(len(self.dilations) * D, skip_channels, 1)
+        self.out_hidden = nn.Conv1d(skip_channels, out_channels, 1)
+        self.out = nn.Conv1d(out_channels, q_levels, 1)
+
+    @classmethod
+    def from_config(cls, model: ModelConfig, data: DataConfig) -> WaveNet:
+        kwargs = asdict(model)
+        own = ("n_stacks", "n_layers", "residual_channels", "dilation_channels", "skip_channels", "out_channels",
+               "kernel_size")
+        return cls(q_levels=data.q_levels, **{k: kwargs[k] for k in own})
+
+    def gate(self, a: torch.Tensor) -> torch.Tensor:
+        """Convolution output (B, 2D, ...) -> gated activations tanh(filter) * sigmoid(gate) (B, D, ...)."""
+        f, g = a.chunk(2, dim=1)
+        return torch.tanh(f) * torch.sigmoid(g)
+
+    def head(self, skip: torch.Tensor) -> torch.Tensor:
+        """Skip sum (B, skip_channels, T) -> logits (B, q_levels, T)."""
+        return self.out(F.relu(self.out_hidden(F.relu(skip))))
+
+    def forward(self, x: torch.Tensor, state=None, reset: torch.Tensor | None = None) -> tuple[torch.Tensor, None]:
+        """x (B, lookback + T) levels -> logits (B, T, q_levels) for x[:, lookback:], None (no state)."""
+        T = x.shape[1] - self.lookback
+        assert T > 0, f"window of {x.shape[1]} samples: expected more than lookback={self.lookback}"
+        h = self.embedding(x[:, :-1]).transpose(1, 2)  # (B, R, lookback + T - 1)
+        gated = []
+        for i, conv in enumerate(self.convs):
+            z = self.gate(conv(h))  # (B, D, n): valid convolution, n = h's length - (k - 1) * dilation
+            gated.append(z[:, :, -T:])  # only the last T positions reach the output
+            if i < len(self.residual):
+                h = h[:, :, -z.shape[2]:] + self.residual[i](z)
+        logits = self.head(self.skip(torch.cat(gated, dim=1)))  # (B, Q, T)
+        return logits.transpose(1, 2), None
+
+    # --- step-wise interface: the plain Fast WaveNet, the reference for the sampling engine ---------------
+
+    @torch.no_grad()
+    def initial_queues(self, history: torch.Tensor) -> Queues:
+        """history (B, receptive_field - 1) levels before the next input -> every layer's queue of past inputs."""
+        assert history.shape[1] == self.receptive_field - 1, \
+            f"expected {self.receptive_field - 1} history samples, got {history.shape[1]}"
+        h = self.embedding(history).transpose(1, 2)  # (B, R, receptive_field - 1)
+        queues = []
+        for i, (conv, d) in enumerate(zip(self.convs, self.dilations)):
+            queues.append(h[:, :, h.shape[2] - (self.kernel_size - 1) * d:].clone())
+            if i < len(self.residual):
+                z = self.gate(conv(h))
+                h = h[:, :, -z.shape[2]:] + self.residual[i](z)
+        return queues
+
+    @torch.no_grad()
+    def step(self, level: torch.Tensor, queues: Queues) -> torch.Tensor:
+        """The newest input level (B,) -> logits (B, q_levels) for the sample after it; pushes it on the queues."""
+        # One position of each convolution is a matrix product (F.linear): much faster than conv1d on length-k
+        # inputs, and in float64 conv1d has no fast CPU path at all.
+        B = level.shape[0]
+        h = self.embedding(level)[:, :, None]  # (B, R, 1)
+        gated = []
+        for i, (conv, d) in enumerate(zip(self.convs, self.dilations)):
+            q = queues[i]
+            taps = torch.cat([q[:, :, ::d], h], dim=2)  # (B, R, k): inputs (k-1)d, ..., d, 0 steps ago
+            z = self.gate(F.linear(taps.reshape(B, -1), conv.weight.reshape(conv.out_channels, -1), conv.bias))
+            queues[i] = torch.cat([q[:, :, 1:], h], dim=2)
+            gated.append(z)  # (B, D)
+            if i < len(self.residual):
+                h = h + F.linear(z, self.residual[i].weight[:, :, 0])[:, :, None]
+        skip = F.linear(torch.cat(gated, dim=1), self.skip.weight[:, :, 0], self.skip.bias)  # (B, S)
+        return self.head(skip[:, :, None])[:, :, 0]
+
+    def stepper(self, device=None, dtype: torch.dtype | None = None, backend: str = "auto", weights: str = "full"):
+        """The sampling engine's stepper for this model (see `soundalike.sampling.engine.Stepper`)."""
+        from ..sampling.wavenet import WaveNetStepper
+
+        return WaveNetStepper(self, device=device, dtype=dtype, backend=backend, weights=weights)
