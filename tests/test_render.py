@@ -159,6 +159,8 @@ def test_flac_output(project):
     (["--seconds", "-1"], "--seconds must be positive"),
     (["--count", "0"], "--count must be at least 1"),
     (["--resume", "nowhere"], "no render to resume"),
+    (["--keep-prime"], "--keep-prime needs --prime"),
+    (["--device", "tpu"], "--device"),
 ])
 def test_bad_input_is_one_line(project, capsys, args, message):
     assert render(*args) == 2

@@ -192,6 +192,8 @@ class Render:
             raise UserError(f"--seconds must be positive, got {seconds}")
         if not args.block_seconds > 0:
             raise UserError(f"--block-seconds must be positive, got {args.block_seconds}")
+        if args.keep_prime and args.prime is None:
+            raise UserError("--keep-prime needs --prime FILE")
         temps = parse_temperatures(args.temperature, args.count)
         device = pick_device(args.device)
         ckpt, run_name, renders = find_checkpoint(args.ckpt, args.runs)
