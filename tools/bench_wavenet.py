@@ -59,9 +59,10 @@ def plain_rate(generate, model, batch: int, threads: int, wall: float) -> tuple[
 
     with torch_threads(threads):
         one = timed(1)
-        per_sample = max(timed(3) - one, 1e-6) / 2
-        n = max(3, int(wall / per_sample))
-        return (n - 1) / max(timed(n) - one, 1e-9), n
+        n = 2
+        while (t := timed(n)) - one < wall and n < 1 << 20:  # double the run until it takes `wall` more
+            n *= 2
+        return (n - 1) / (t - one), n
 
 
 def entry(per_stream: float, batch: int) -> dict:

@@ -16,12 +16,16 @@ follow the randomness contract of `reference.py`, so they produce the same sampl
 
 from __future__ import annotations
 
+import warnings
+
 import torch
 
 from . import wavenet_kernel as _kernel
 from .reference import NoiseStream
 
-BACKENDS = ("auto", "c", "torch")  # c: compiled CPU loop (wavenet_kernel.py); torch: torch ops on any device
+# c: compiled CPU loop (wavenet_kernel.py); torch: torch ops on any device; graph: those ops for `hop` samples
+# captured in one CUDA graph. auto: c on the CPU, torch elsewhere (as for SampleRNN).
+BACKENDS = ("auto", "c", "torch", "graph")
 # full: weights in the compute dtype. bf16: weight matrices rounded to bfloat16 (the SampleRNN stepper's option;
 # here the rounded values are stored in the compute dtype, so it changes the numbers, not the speed).
 WEIGHTS = ("full", "bf16")
@@ -91,6 +95,8 @@ class WaveNetStepper:
         return _w(t, self.device, self.dtype)
 
     def _pick_backend(self, backend: str) -> str:
+        if backend == "graph" and self.device.type != "cuda":
+            raise ValueError("backend 'graph' (CUDA graphs) needs a CUDA device")
         cpu_ok = self.device.type == "cpu" and self.dtype in (torch.float32, torch.float64)
         if backend == "auto":
             return "c" if cpu_ok and _kernel.load() is not None else "torch"
@@ -135,6 +141,7 @@ class WaveNetStepper:
         self.z = torch.empty(B, L, self.D, device=self.device, dtype=self.dtype)  # each layer's gated output
         if self.backend == "c":
             self._work = torch.empty(_kernel.work_size(B, *self._dims), dtype=self.dtype)
+        self._graph = None  # captured on the buffers of the moment: capture again
 
     def reset(self, batch: int) -> None:
         """Queues of `batch` streams that have heard only silence."""
@@ -176,18 +183,74 @@ class WaveNetStepper:
                      *lo, self._work.data_ptr())
             self.step_count += self.hop
             return
+        if self.backend == "graph" and logits is None:
+            return self._advance_graph(seq, pos, noise, temperature)
+        self._advance_torch(seq, pos, noise, temperature, logits, *self._rows(self.step_count % self.period))
+
+    def _rows(self, first: torch.Tensor | int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Ring slots to read (hop, L * (k - 1)) and write (hop, L) for the `hop` steps from step `first`."""
+        rows = (first + torch.arange(self.hop, device=self.device)) % self.period
+        return self.read.index_select(0, rows), self.write.index_select(0, rows)
+
+    def _advance_torch(self, seq, pos, noise, temperature, logits, read, write) -> None:
         temp = temperature[:, None]
         for j in range(self.hop):
-            lg = self._step(seq[:, pos + j - 1])
+            lg = self._step(seq[:, pos + j - 1], read[j], write[j])
             seq[:, pos + j] = torch.argmax(lg.float() / temp + noise[:, j], dim=-1)
             if logits is not None:
                 logits[:, j] = lg
+        self.step_count += self.hop
 
-    def _step(self, level: torch.Tensor) -> torch.Tensor:
-        """The newest input level (B,) -> logits (B, Q) of the next sample; advances the queues."""
+    def _advance_graph(self, seq, pos, noise, temperature) -> None:
+        """`advance` replaying one CUDA graph of `hop` samples (thousands of kernels, one launch).
+
+        The graph works on static buffers: the newest sample, the noise, the temperatures and the step number
+        (which ring slots to use) are copied in, the new samples copied out; the ring is updated in place.
+        """
+        if self._graph is None:
+            self._win = torch.empty((self.batch, 1 + self.hop), dtype=torch.long, device=self.device)
+            self._nz = torch.empty_like(noise)
+            self._temp = torch.empty_like(temperature)
+            self._first = torch.zeros((), dtype=torch.long, device=self.device)
+        self._win[:, 0].copy_(seq[:, pos - 1])
+        self._nz.copy_(noise)
+        self._temp.copy_(temperature)
+        self._first.fill_(self.step_count % self.period)
+        step_count = self.step_count
+
+        def body() -> None:
+            read, write = self._rows(self._first)
+            self._advance_torch(self._win, 1, self._nz, self._temp, None, read, write)
+
+        if self._graph is None:
+            # Warm up eagerly on a side stream (library handles, allocator), as capture requires, on a copy of
+            # the ring so the real one is untouched; then capture.
+            saved = self.ring.clone()
+            side = torch.cuda.Stream(self.device)
+            side.wait_stream(torch.cuda.current_stream(self.device))
+            with torch.cuda.stream(side):
+                body()
+            torch.cuda.current_stream(self.device).wait_stream(side)
+            self.ring.copy_(saved)
+            self._win[:, 0].copy_(seq[:, pos - 1])
+            graph = torch.cuda.CUDAGraph()
+            try:
+                with torch.cuda.graph(graph):
+                    body()
+            except RuntimeError as e:  # an op that cannot be captured: run eagerly from now on
+                warnings.warn(f"CUDA graph capture failed, sampling without graphs: {e}", stacklevel=2)
+                self.backend, self.step_count = "torch", step_count
+                return self.advance(seq, pos, noise, temperature)
+            self._graph = graph
+        self._graph.replay()
+        self.step_count = step_count + self.hop  # the Python side of body() ran at capture, not at replay
+        seq[:, pos:pos + self.hop].copy_(self._win[:, 1:])
+
+    def _step(self, level: torch.Tensor, read: torch.Tensor, write: torch.Tensor) -> torch.Tensor:
+        """The newest input level (B,) -> logits (B, Q) of the next sample; reads the ring slots `read`
+        (L * (k - 1),) and writes the layers' inputs to slots `write` (L,)."""
         B, L, R, D = self.batch, self.n_layers, self.R, self.D
-        row = self.step_count % self.period
-        past = self.ring.index_select(0, self.read[row])  # (L * (k - 1), B, R)
+        past = self.ring.index_select(0, read)  # (L * (k - 1), B, R)
         if self.k > 2:
             past = past.view(L, self.k - 1, B, R).transpose(1, 2).reshape(L, B, (self.k - 1) * R)
         else:
@@ -200,8 +263,7 @@ class WaveNetStepper:
             torch.mul(torch.tanh(a[:, :D]), torch.sigmoid(a[:, D:]), out=z[:, i])
             if i + 1 < L:
                 torch.addmm(h[i], z[:, i], self.w_res[i], out=h[i + 1])
-        self.ring.index_copy_(0, self.write[row], h)
-        self.step_count += 1
+        self.ring.index_copy_(0, write, h)
         skip = torch.addmm(self.b_skip, z.view(B, L * D), self.w_skip).relu_()
         hid = torch.addmm(self.b_hid, skip, self.w_hid).relu_()
         return torch.addmm(self.b_out, hid, self.w_out)
