@@ -1,8 +1,9 @@
 """Benchmark sampling: the fast engine against the reference generator, in the same run, on random weights.
 
 For each config (full size, random weights) and batch size: samples/s per stream and in all, and the
-real-time factor at 16 kHz, of the fast engine (best of `--repeats` timed runs of about `--wall` seconds,
-per thread count) and of the reference generator (one short run of `--ref-samples` samples). Prints JSON.
+real-time factor at 16 kHz, of the fast engine (timed runs of about `--wall` seconds, per thread count) and
+of the reference generator (runs of `--ref-samples` samples), best of `--repeats` rounds that interleave
+them all, so that the ratio holds on a machine whose load changes. Prints JSON.
 Usage: .venv/bin/python tools/bench_render.py [--configs demo,beatles,samplernn-3tier] [--batches 1,16]
        [--threads 1,2] [--device cpu|cuda] [--no-reference]
 """
@@ -10,6 +11,7 @@ Usage: .venv/bin/python tools/bench_render.py [--configs demo,beatles,samplernn-
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import platform
 import sys
@@ -27,9 +29,8 @@ ROOT = Path(__file__).resolve().parents[1]
 RATE = 16000
 
 
-def fast_rate(model, batch: int, threads: int, device: str, wall: float, repeats: int, dtype,
-              weights: str = "full") -> float:
-    """Best samples/s per stream of the fast engine over `repeats` runs of about `wall` seconds."""
+def fast_timer(model, batch: int, threads: int | None, device: str, wall: float, dtype, weights: str = "full"):
+    """A function that times one run of the fast engine of about `wall` seconds -> samples/s per stream."""
     sampler = Sampler(model, batch, 1.0, seed=0, device=device, dtype=dtype, threads=threads, weights=weights,
                       device_noise=device != "cpu")
     hop = sampler.stepper.hop
@@ -39,27 +40,24 @@ def fast_rate(model, batch: int, threads: int, device: str, wall: float, repeats
     while time.perf_counter() - start < 0.2 * wall:  # size the timed runs
         sampler.generate(n)
         n *= 2
-    per_sample = (time.perf_counter() - start) / (2 * n)
-    n = max(hop, int(wall / per_sample) // hop * hop)
-    best = 0.0
-    for _ in range(repeats):
-        if device != "cpu":
-            torch.cuda.synchronize()
+    n = max(hop, int(wall * 2 * n / (time.perf_counter() - start)) // hop * hop)
+
+    def run() -> float:
         t = time.perf_counter()
         sampler.generate(n)  # returns CPU tensors: synchronized
-        best = max(best, n / (time.perf_counter() - t))
-    return best
+        return n / (time.perf_counter() - t)
+    return run
 
 
-def reference_rate(model, batch: int, n: int, threads: int) -> float:
-    """Samples/s per stream of the reference generator: the faster of two runs (the first warms up)."""
-    with torch_threads(threads):
-        best = 0.0
-        for _ in range(2):
+def reference_timer(model, batch: int, n: int, threads: int | None):
+    """A function that times one reference run of `n` samples -> samples/s per stream."""
+    def run() -> float:
+        with torch_threads(threads):
             t = time.perf_counter()
             reference_generate(model, n, batch=batch, seed=0)
-            best = max(best, n / (time.perf_counter() - t))
-        return best
+            return n / (time.perf_counter() - t)
+    run()  # warm-up
+    return run
 
 
 def entry(per_stream: float, batch: int) -> dict:
@@ -95,20 +93,29 @@ def main() -> None:
         for batch in [int(b) for b in args.batches.split(",")]:
             row = out[f"batch_{batch}"] = {}
             model.to(args.device)
-            fast = {}
-            for th in threads:
-                fast[th] = fast_rate(model, batch, th or None, args.device, args.wall, args.repeats, dtype)
-                row[f"fast_threads_{th}" if args.device == "cpu" else "fast"] = entry(fast[th], batch)
-            best = max(fast.values())
+            timers = {f"fast_threads_{th}" if args.device == "cpu" else "fast":
+                      fast_timer(model, batch, th or None, args.device, args.wall, dtype) for th in threads}
             if args.bf16_weights:
-                bf16 = fast_rate(model, batch, threads[0] or None, args.device, args.wall, args.repeats, dtype, "bf16")
-                row["fast_bf16_weights"] = entry(bf16, batch)
+                timers["fast_bf16_weights"] = fast_timer(model, batch, threads[0] or None, args.device, args.wall,
+                                                         dtype, "bf16")
+            n = args.ref_samples or 2 * model.lookback
             if not args.no_reference:
-                model.cpu()
-                n = args.ref_samples or 2 * model.lookback
-                ref = max(reference_rate(model, batch, n, th) for th in threads)  # at its best thread count
-                row["reference"] = {**entry(ref, batch), "samples_timed": n}
-                row["speedup_vs_reference"] = round(best / ref, 1)
+                ref_model = model if args.device == "cpu" else copy.deepcopy(model).cpu()
+                for th in threads:
+                    timers[f"reference_threads_{th}"] = reference_timer(ref_model, batch, n, th or None)
+            # Rounds through every timer: the machine's load changes over minutes, and so hits all alike.
+            best = dict.fromkeys(timers, 0.0)
+            for _ in range(args.repeats):
+                for key, run in timers.items():
+                    best[key] = max(best[key], run())
+            for key, rate in best.items():
+                row[key] = entry(rate, batch)
+            fast = max(v for k, v in best.items() if k.startswith("fast") and "bf16" not in k)
+            if not args.no_reference:
+                ref = max(v for k, v in best.items() if k.startswith("reference"))
+                row["reference_samples_timed"] = n
+                row["speedup_vs_reference"] = round(fast / ref, 1)
+            best = fast
             print(f"{name} batch {batch}: {best:.0f} samples/s per stream, {best * batch / RATE:.2f}x real time "
                   f"in all" + (f", {row['speedup_vs_reference']}x reference" if not args.no_reference else ""),
                   flush=True, file=sys.stderr)
