@@ -97,9 +97,11 @@ class Sampler:
     """B streams of samples from a model: `prime` optionally, then `generate(n)` as often as wanted.
 
     Consecutive `generate` calls continue one stream; `state_dict` / `load_state_dict` resume it exactly.
-    `threads`: torch intra-op threads while generating on the CPU. One is the default: per-frame matrix-vector
-    products are too small to split well, and when the cores are shared an OpenMP barrier waiting on a
-    descheduled thread costs more than the op (measured: 6x slower at batch 1 on a busy 2-core machine).
+    `threads`: torch intra-op threads while generating on the CPU (the compiled SampleRNN loop is single-
+    threaded; this applies to torch ops: drawing noise, priming, the numpy / torch backends). One is the
+    default: those ops are small, and when the cores are shared an OpenMP barrier waiting on a descheduled
+    thread costs more than the op (measured on a busy 2-core machine: the reference generator runs 14x
+    slower with 2 threads than with 1; the compiled loop the same with either).
     """
 
     def __init__(self, model: torch.nn.Module, batch: int = 1, temperature: float | list | torch.Tensor = 1.0,
