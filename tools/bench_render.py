@@ -1,11 +1,15 @@
-"""Benchmark sampling: the fast engine against the reference generator, in the same run, on random weights.
+"""Benchmark sampling: the fast engine against the plain generators, in the same run, on random weights.
 
-For each config (full size, random weights) and batch size: samples/s per stream and in all, and the
-real-time factor at 16 kHz, of the fast engine (timed runs of about `--wall` seconds, per thread count) and
-of the reference generator (runs of `--ref-samples` samples), best of `--repeats` rounds that interleave
-them all, so that the ratio holds on a machine whose load changes. Prints JSON.
-Usage: .venv/bin/python tools/bench_render.py [--configs demo,beatles,samplernn-3tier] [--batches 1,16]
-       [--threads 1,2] [--device cpu|cuda] [--no-reference]
+For each config (full size, random weights; SampleRNN or WaveNet) and batch size: samples/s per stream and
+in all, and the real-time factor at 16 kHz, of
+  fast_threads_N  the sampling engine (compiled loop on the CPU), N threads,
+  reference       the plain reference generator of the model family, one sample per call
+                  (SampleRNN: `sampling.reference`; WaveNet: the model's own Fast WaveNet queues),
+  naive           WaveNet only: the full causal forward pass over the receptive field for every sample.
+Every timed run lasts about `--wall` seconds; the result is the best of `--repeats` rounds that interleave
+them all, so that the ratios hold on a machine whose load changes. Prints JSON.
+Usage: .venv/bin/python tools/bench_render.py [--configs demo,beatles,samplernn-3tier,wavenet-demo,wavenet]
+       [--batches 1,16] [--threads 1,2] [--device cpu|cuda] [--no-reference]
 """
 
 from __future__ import annotations
@@ -22,8 +26,11 @@ import torch
 
 from soundalike import models
 from soundalike.config import load_config
-from soundalike.sampling import Sampler, reference_generate
+from soundalike.sampling import Sampler
+from soundalike.sampling import reference_generate as samplernn_reference
 from soundalike.sampling.engine import torch_threads
+from soundalike.sampling.wavenet import naive_generate
+from soundalike.sampling.wavenet import reference_generate as wavenet_reference
 
 ROOT = Path(__file__).resolve().parents[1]
 RATE = 16000
@@ -49,14 +56,25 @@ def fast_timer(model, batch: int, threads: int | None, device: str, wall: float,
     return run
 
 
-def reference_timer(model, batch: int, n: int, threads: int | None):
-    """A function that times one reference run of `n` samples -> samples/s per stream."""
-    def run() -> float:
+def plain_timer(generate, model, batch: int, threads: int | None, wall: float):
+    """A function that times one run of a plain generator of about `wall` seconds -> samples/s per stream.
+
+    The time of a 1-sample run (set-up such as WaveNet's queues from the receptive field, paid once per
+    stream) is subtracted."""
+    def timed(n: int) -> float:
         with torch_threads(threads):
             t = time.perf_counter()
-            reference_generate(model, n, batch=batch, seed=0)
-            return n / (time.perf_counter() - t)
-    run()  # warm-up
+            generate(model, n, batch=batch, seed=0)
+            return time.perf_counter() - t
+
+    one = timed(1)
+    n = 2
+    while timed(n) - one < 0.5 * wall and n < 1 << 20:  # size the timed runs
+        n *= 2
+    n *= 2
+
+    def run() -> float:
+        return (n - 1) / max(timed(n) - one, 1e-9)
     return run
 
 
@@ -75,8 +93,6 @@ def main() -> None:
     parser.add_argument("--dtype", default="float32", choices=("float32", "bfloat16"))
     parser.add_argument("--wall", type=float, default=2.0, help="seconds per timed fast run")
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--ref-samples", type=int, default=0,
-                        help="samples per reference run (default: two top frames)")
     parser.add_argument("--no-reference", action="store_true")
     parser.add_argument("--bf16-weights", action="store_true", help="also time weights rounded to bfloat16")
     args = parser.parse_args()
@@ -89,7 +105,9 @@ def main() -> None:
         cfg = load_config(ROOT / "configs" / f"{name}.yaml")
         torch.manual_seed(0)
         model = models.from_config(cfg).eval()
-        out = result["configs"][name] = {"params": sum(p.numel() for p in model.parameters())}
+        wavenet = cfg.model.family == "wavenet"
+        out = result["configs"][name] = {"family": cfg.model.family,
+                                         "params": sum(p.numel() for p in model.parameters())}
         for batch in [int(b) for b in args.batches.split(",")]:
             row = out[f"batch_{batch}"] = {}
             model.to(args.device)
@@ -98,11 +116,13 @@ def main() -> None:
             if args.bf16_weights:
                 timers["fast_bf16_weights"] = fast_timer(model, batch, threads[0] or None, args.device, args.wall,
                                                          dtype, "bf16")
-            n = args.ref_samples or 2 * model.lookback
             if not args.no_reference:
                 ref_model = model if args.device == "cpu" else copy.deepcopy(model).cpu()
-                for th in threads:
-                    timers[f"reference_threads_{th}"] = reference_timer(ref_model, batch, n, th or None)
+                plain = {"reference": wavenet_reference if wavenet else samplernn_reference}
+                if wavenet:
+                    plain["naive"] = naive_generate
+                for key, gen in plain.items():
+                    timers[key] = plain_timer(gen, ref_model, batch, threads[0] or None, args.wall)
             # Rounds through every timer: the machine's load changes over minutes, and so hits all alike.
             best = dict.fromkeys(timers, 0.0)
             for _ in range(args.repeats):
@@ -111,14 +131,10 @@ def main() -> None:
             for key, rate in best.items():
                 row[key] = entry(rate, batch)
             fast = max(v for k, v in best.items() if k.startswith("fast") and "bf16" not in k)
-            if not args.no_reference:
-                ref = max(v for k, v in best.items() if k.startswith("reference"))
-                row["reference_samples_timed"] = n
-                row["speedup_vs_reference"] = round(fast / ref, 1)
-            best = fast
-            print(f"{name} batch {batch}: {best:.0f} samples/s per stream, {best * batch / RATE:.2f}x real time "
-                  f"in all" + (f", {row['speedup_vs_reference']}x reference" if not args.no_reference else ""),
-                  flush=True, file=sys.stderr)
+            speedups = {k: round(fast / v, 1) for k, v in best.items() if k in ("reference", "naive")}
+            row.update({f"speedup_vs_{k}": v for k, v in speedups.items()})
+            print(f"{name} batch {batch}: {fast:.0f} samples/s per stream, {fast * batch / RATE:.2f}x real time "
+                  "in all" + "".join(f", {v}x {k}" for k, v in speedups.items()), flush=True, file=sys.stderr)
     print(json.dumps(result, indent=2))
 
 

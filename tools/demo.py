@@ -10,10 +10,10 @@ and where the rendered tracks are.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
+from soundalike.atomic import write_json
 from soundalike.cli import main as soundalike
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -46,7 +46,7 @@ def main() -> None:
     gap = result["marginal_entropy_bits"] - result["bits"]
     print(f"\nvalidation NLL {result['bits']:.3f} bits/sample; marginal entropy of the validation split "
           f"{result['marginal_entropy_bits']:.3f} bits; {gap:.3f} bits below it")
-    (ROOT / "runs" / "demo" / "demo-result.json").write_text(json.dumps(result, indent=1) + "\n")
+    write_json(ROOT / "runs" / "demo" / "demo-result.json", result)
     step("render", ["render", "--ckpt", str(best), "--seconds", str(args.seconds), "--count", str(args.tracks),
                     "--out", str(ROOT / "renders" / "demo" / "make-demo")])
     print(f"\nlisten: {ROOT / 'renders' / 'demo' / 'make-demo'}\nlook:   {ROOT / 'runs' / 'demo' / 'gallery.html'}")

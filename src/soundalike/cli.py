@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import importlib.util
 import sys
 
 from .errors import UserError
@@ -34,9 +33,7 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
         prog="soundalike",
         description="Slice an artist's recordings, train a sample-level model on them, render new music.")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for name, (modname, help_text) in COMMANDS.items():
-        if importlib.util.find_spec(modname) is None:
-            continue
+    for name, (_, help_text) in COMMANDS.items():
         p = sub.add_parser(name, help=help_text, description=help_text)
         # Only the chosen subcommand's module is imported (torch is slow to import).
         if name == only:

@@ -328,19 +328,18 @@ def eval_batches(dataset: AudioDataset, batch_size: int, seq_len: int, lookback:
                  world_size: int = 1) -> Iterator[EvalBatch]:
     """Batches in which every sample of this rank's chunks is a target exactly once.
 
-    B chunks at a time (manifest order), each stream from its chunk's start; x (B, lookback + T),
-    mask (B, T). A rank with no chunk yields nothing.
+    Up to `batch_size` chunks at a time (manifest order; the last group holds the rest, so no stream is
+    padding), each stream from its chunk's start; x (B, lookback + T), mask (B, T). A rank with no chunk
+    yields nothing.
     """
     _check_shape(batch_size, seq_len, lookback)
-    T, L, B = seq_len, lookback, batch_size
+    T, L = seq_len, lookback
     mine = shard(len(dataset.lengths), rank, world_size)
     silence = dataset.quantizer.silence
-    for g in range(0, mine.size, B):
-        group = mine[g: g + B]
-        length = np.zeros(B, dtype=np.int64)
-        base = np.zeros(B, dtype=np.int64)
-        length[: group.size] = dataset.lengths[group]
-        base[: group.size] = dataset.starts[group]
+    for g in range(0, mine.size, batch_size):
+        group = mine[g: g + batch_size]
+        B = group.size
+        length, base = dataset.lengths[group].astype(np.int64), dataset.starts[group].astype(np.int64)
         reset = torch.ones(B, dtype=torch.bool)
         for k in range(math.ceil(int(length.max()) / T)):
             x = _gather(dataset.data, base, length, np.full(B, k * T - L), L + T, silence)

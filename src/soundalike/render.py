@@ -382,11 +382,9 @@ def _test_hook(job: Render) -> None:
 
 
 def _gallery(job: Render) -> None:
-    """Refresh the run's gallery page when the gallery module is there (a render inside renders/<run>/)."""
-    try:
-        from .gallery import build_gallery
-    except ImportError:
-        return
+    """Refresh the gallery page of the checkpoint's run, when the checkpoint lies in a run directory."""
+    from .gallery import build_gallery
+
     ckpt = Path(job.params["checkpoint"])
     if ckpt.parent.name != "checkpoints":
         return

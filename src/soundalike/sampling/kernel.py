@@ -9,25 +9,18 @@ written straight into the history it reads from. In Python that is ~10 dispatche
 
 Batch-1 speed is bounded by reading the weights (L2 / L3 / DRAM), so the matrix-vector products stream
 four rows at a time with 512-bit vectors; `_bf16` variants read bfloat16-stored weights and widen them
-exactly. The source is compiled at first use with the system `g++` (about two seconds; `-O3
--march=native`) into a per-user cache keyed by source, compiler and CPU, and loaded with ctypes (no torch
-headers, no extension build). Without a compiler, `load()` returns None and callers fall back to
+exactly. The source is compiled at first use (about two seconds) and loaded by `compiler.py`. Without a
+compiler, `load()` returns None and callers fall back to
 `mlp_frame_numpy` for the samples and torch ops for the tiers.
 """
 
 from __future__ import annotations
 
 import ctypes
-import hashlib
-import os
-import platform
-import shutil
-import subprocess
-import tempfile
-import warnings
-from pathlib import Path
 
 import numpy as np
+
+from . import compiler
 
 SOURCE = r"""
 #include <cmath>
@@ -318,39 +311,7 @@ EXPORT(f32_bf16, float, bf16)
 EXPORT(f64_bf16, double, bf16)
 """
 
-FLAGS = ["-O3", "-march=native", "-shared", "-fPIC", "-std=c++17", "-fno-math-errno"]
-
 _loaded: dict[str, ctypes.CDLL | None] = {}
-
-
-def _cache_dir() -> Path:
-    root = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(root) / "soundalike" / "kernels"
-
-
-def _cpu_id() -> str:
-    """What `-march=native` depends on: the CPU's model and flags."""
-    try:
-        lines = Path("/proc/cpuinfo").read_text().splitlines()
-        return "\n".join(sorted({ln for ln in lines if ln.startswith(("model name", "flags"))}))
-    except OSError:
-        return platform.processor()
-
-
-def _compile(cxx: str) -> Path:
-    version = subprocess.run([cxx, "--version"], capture_output=True, text=True, check=True).stdout
-    key = hashlib.sha256("\0".join([SOURCE, cxx, version, " ".join(FLAGS), _cpu_id()]).encode()).hexdigest()
-    lib = _cache_dir() / f"mlp_frame-{key[:16]}.so"
-    if lib.is_file():
-        return lib
-    lib.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=lib.parent) as tmp:
-        src = Path(tmp) / "mlp_frame.cpp"
-        src.write_text(SOURCE)
-        out = Path(tmp) / lib.name
-        subprocess.run([cxx, *FLAGS, str(src), "-o", str(out)], check=True, capture_output=True, text=True)
-        os.replace(out, lib)  # atomic: concurrent first uses each compile and one rename wins
-    return lib
 
 
 def load() -> ctypes.CDLL | None:
@@ -360,20 +321,7 @@ def load() -> ctypes.CDLL | None:
     """
     if "lib" in _loaded:
         return _loaded["lib"]
-    lib = None
-    cxx = os.environ.get("CXX") or shutil.which("g++") or shutil.which("c++")
-    if os.environ.get("SOUNDALIKE_KERNEL", "").lower() == "numpy":
-        pass
-    elif cxx is None:
-        warnings.warn("no C++ compiler found: sampling uses the slower numpy loop", stacklevel=2)
-    else:
-        try:
-            lib = ctypes.CDLL(str(_compile(cxx)))
-        except (OSError, subprocess.CalledProcessError) as e:
-            detail = getattr(e, "stderr", "") or e
-            warnings.warn(f"compiling the sampling kernel failed, using the slower numpy loop: {detail}",
-                          stacklevel=2)
-            lib = None
+    lib = compiler.load("mlp_frame", SOURCE, "the numpy loop")
     if lib is not None:
         p, i, i64 = ctypes.c_void_p, ctypes.c_int, ctypes.c_int64
         for name in ("f32", "f64", "f32_bf16", "f64_bf16"):

@@ -8,22 +8,15 @@ into the history the next step reads. In torch that is ~7 dispatches per layer p
 per `hop` samples.
 
 The source reuses the matrix-vector product `gemv` of the SampleRNN kernel (`kernel.SOURCE`, prepended) and
-is compiled the same way: at first use, with the system `g++`, into the per-user kernel cache, loaded with
-ctypes. Without a compiler `load()` returns None and the stepper uses torch ops.
+is compiled and loaded the same way, by `compiler.py`. Without a compiler `load()` returns None and the
+stepper uses torch ops.
 """
 
 from __future__ import annotations
 
 import ctypes
-import hashlib
-import os
-import shutil
-import subprocess
-import tempfile
-import warnings
-from pathlib import Path
 
-from . import kernel
+from . import compiler, kernel
 
 SOURCE = kernel.SOURCE + r"""
 // WaveNet: see wavenet_kernel.py. Weights row-major: emb (Q, R); wc (L, 2D, K*R), taps oldest first;
@@ -115,22 +108,6 @@ def work_size(B: int, L: int, K: int, R: int, D: int, S: int, O: int, Q: int) ->
     return B * (R + K * R + 2 * D + D + L * D + R + S + O + Q) + R
 
 
-def _compile(cxx: str) -> Path:
-    version = subprocess.run([cxx, "--version"], capture_output=True, text=True, check=True).stdout
-    key = hashlib.sha256("\0".join([SOURCE, cxx, version, " ".join(kernel.FLAGS), kernel._cpu_id()]).encode())
-    lib = kernel._cache_dir() / f"wavenet-{key.hexdigest()[:16]}.so"
-    if lib.is_file():
-        return lib
-    lib.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=lib.parent) as tmp:
-        src = Path(tmp) / "wavenet.cpp"
-        src.write_text(SOURCE)
-        out = Path(tmp) / lib.name
-        subprocess.run([cxx, *kernel.FLAGS, str(src), "-o", str(out)], check=True, capture_output=True, text=True)
-        os.replace(out, lib)  # atomic: concurrent first uses each compile and one rename wins
-    return lib
-
-
 def load() -> ctypes.CDLL | None:
     """The compiled WaveNet kernel, or None (with one warning) without a working C++ compiler.
 
@@ -138,18 +115,7 @@ def load() -> ctypes.CDLL | None:
     """
     if "lib" in _loaded:
         return _loaded["lib"]
-    lib = None
-    cxx = os.environ.get("CXX") or shutil.which("g++") or shutil.which("c++")
-    if os.environ.get("SOUNDALIKE_KERNEL", "").lower() == "numpy":
-        pass
-    elif cxx is None:
-        warnings.warn("no C++ compiler found: WaveNet sampling uses torch ops (slower)", stacklevel=2)
-    else:
-        try:
-            lib = ctypes.CDLL(str(_compile(cxx)))
-        except (OSError, subprocess.CalledProcessError) as e:
-            detail = getattr(e, "stderr", "") or e
-            warnings.warn(f"compiling the WaveNet sampling kernel failed, using torch ops: {detail}", stacklevel=2)
+    lib = compiler.load("wavenet", SOURCE, "torch ops")
     if lib is not None:
         p, i, i64 = ctypes.c_void_p, ctypes.c_int, ctypes.c_int64
         for name in ("wavenet_f32", "wavenet_f64"):
