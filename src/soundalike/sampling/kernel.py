@@ -1,17 +1,18 @@
-"""SampleRNN's generation loops on the CPU in C++: a frame tier's step, and a bottom frame of samples.
+"""SampleRNN's generation loop on the CPU in C++: one call draws a whole top frame for all streams.
 
-`tier_*`: one frame tier on one frame for all streams (input projection, GRU / LSTM layers with PyTorch's
-cell equations, skip projection, upsampling). `f32` / `f64`: the samples of one bottom frame; per sample,
-gather and sum `context` rows of the folded input tables, add the tier's conditioning, run the two-layer
-head (skipping the inputs a ReLU zeroed when there are few streams) and draw the sample with the Gumbel-max
-rule of the randomness contract (`argmax(float32(logits) / temperature + noise)`, first index on ties),
-written straight into the history it reads from. In Python that is ~10 dispatches per sample.
+`top_frame_<T>[_bf16]`, in the order of the torch loop in samplernn.py: per bottom frame, every frame tier
+whose frame starts there (`tier_step`: input projection, GRU / LSTM layers with PyTorch's cell equations,
+skip projection, upsampling), then the frame's samples (`mlp_frame`): per sample, gather and sum `context`
+rows of the folded input tables, add the tier's conditioning, run the two-layer head (skipping the inputs a
+ReLU zeroed when there are few streams) and draw the sample with the Gumbel-max rule of the randomness
+contract (`argmax(float32(logits) / temperature + noise)`, first index on ties), written straight into the
+history it reads from. In Python that is ~10 dispatches per sample; here one foreign call per top frame.
 
 Batch-1 speed is bounded by reading the weights (L2 / L3 / DRAM), so the matrix-vector products stream
 four rows at a time with 512-bit vectors; `_bf16` variants read bfloat16-stored weights and widen them
 exactly. The source is compiled at first use (about two seconds) and loaded by `compiler.py`. Without a
-compiler, `load()` returns None and callers fall back to
-`mlp_frame_numpy` for the samples and torch ops for the tiers.
+compiler, `load()` returns None and callers fall back to `mlp_frame_numpy` for the samples and torch ops
+for the tiers.
 """
 
 from __future__ import annotations
@@ -289,21 +290,49 @@ static void tier_step(int B, int F, int R, int D, int L, int lstm, int skip, con
     gemv<T, W_t>(w_up, b_up, x, B, R * D, D, cond, false);
 }
 
+// A whole top frame (`hop` samples) for B streams: every frame tier once per its own frame, top first, and the
+// samples of each bottom frame, in the order of the Python loop in samplernn.py, with no foreign call between.
+// Per tier k: ints[6k..6k+5] = frame (samples per step), ratio, n_rnn, lstm, skip, unused;
+// ptrs[10k..10k+9] = w_in, b_in, layers, w_skip, b_skip, w_up, b_up, state, cond (B, ratio, D), work.
+template <typename T, typename W_t>
+static void top_frame(int n_tiers, const int64_t* ints, void* const* ptrs, int B, int hop, int fs, int Q, int D,
+                      int half, const T* tables, const W_t* w1, const T* b1, const W_t* w2, const T* b2,
+                      const W_t* w1t, const W_t* w2t, int sparse, int64_t* seq, int64_t seq_sb, int64_t pos,
+                      const float* noise, int64_t noise_sb, const float* temp, T* logits_out, int64_t logits_sb,
+                      T* work) {
+    for (int t = 0; t < hop; t += fs) {
+        for (int k = n_tiers - 1; k >= 0; k--) {
+            const int64_t* in = ints + 6 * k;
+            void* const* p = ptrs + 10 * k;
+            if (t % in[0]) continue;
+            const T* upper = nullptr;
+            int64_t upper_sb = 0;
+            if (k + 1 < n_tiers) {
+                const int64_t above_ratio = ints[6 * (k + 1) + 1];
+                upper = (const T*)ptrs[10 * (k + 1) + 8] + (t / in[0]) % above_ratio * D;
+                upper_sb = above_ratio * D;
+            }
+            tier_step<T, W_t>(B, (int)in[0], (int)in[1], D, (int)in[2], (int)in[3], (int)in[4], seq, seq_sb, pos + t,
+                              half, upper, upper_sb, (const W_t*)p[0], (const T*)p[1], (const void* const*)p[2],
+                              (const W_t*)p[3], (const T*)p[4], (const W_t*)p[5], (const T*)p[6], (T*)p[7],
+                              (T*)p[8], (T*)p[9]);
+        }
+        mlp_frame<T, W_t>(B, fs, fs, Q, D, tables, (const T*)ptrs[8], ints[1] * D, w1, b1, w2, b2, w1t, w2t, sparse,
+                          seq, seq_sb, pos + t, noise + (int64_t)t * Q, noise_sb, temp,
+                          logits_out ? logits_out + (int64_t)t * Q : nullptr, logits_sb, work);
+    }
+}
+
 // Exported as <T>[_bf16]: compute type float or double, weights stored as T or bfloat16.
 #define EXPORT(NAME, T, W_t)                                                                              \
-extern "C" void NAME(int B, int n, int C, int Q, int D, const T* tables, const T* cond, int64_t cond_sb,  \
-                     const W_t* w1, const T* b1, const W_t* w2, const T* b2, const W_t* w1t, const W_t* w2t,\
-                     int sparse, int64_t* seq, int64_t seq_sb, int64_t pos, const float* noise,             \
-                     int64_t noise_sb, const float* temp, T* logits_out, int64_t logits_sb, T* work) {      \
-    mlp_frame<T, W_t>(B, n, C, Q, D, tables, cond, cond_sb, w1, b1, w2, b2, w1t, w2t, sparse, seq, seq_sb, \
-                      pos, noise, noise_sb, temp, logits_out, logits_sb, work);                            \
-}                                                                                                         \
-extern "C" void tier_##NAME(int B, int F, int R, int D, int L, int lstm, int skip, const int64_t* seq,    \
-                            int64_t seq_sb, int64_t pos, int half, const T* upper, int64_t upper_sb,       \
-                            const W_t* w_in, const T* b_in, const void* const* layers, const W_t* w_skip,  \
-                            const T* b_skip, const W_t* w_up, const T* b_up, T* state, T* cond, T* work) { \
-    tier_step<T, W_t>(B, F, R, D, L, lstm, skip, seq, seq_sb, pos, half, upper, upper_sb, w_in, b_in,      \
-                      layers, w_skip, b_skip, w_up, b_up, state, cond, work);                              \
+extern "C" void top_frame_##NAME(int n_tiers, const int64_t* ints, void* const* ptrs, int B, int hop, int fs,   \
+                                 int Q, int D, int half, const T* tables, const W_t* w1, const T* b1,           \
+                                 const W_t* w2, const T* b2, const W_t* w1t, const W_t* w2t, int sparse,        \
+                                 int64_t* seq, int64_t seq_sb, int64_t pos, const float* noise,                 \
+                                 int64_t noise_sb, const float* temp, T* logits_out, int64_t logits_sb,         \
+                                 T* work) {                                                                     \
+    top_frame<T, W_t>(n_tiers, ints, ptrs, B, hop, fs, Q, D, half, tables, w1, b1, w2, b2, w1t, w2t, sparse, seq, \
+                      seq_sb, pos, noise, noise_sb, temp, logits_out, logits_sb, work);                     \
 }
 EXPORT(f32, float, float)
 EXPORT(f64, double, double)
@@ -325,11 +354,8 @@ def load() -> ctypes.CDLL | None:
     if lib is not None:
         p, i, i64 = ctypes.c_void_p, ctypes.c_int, ctypes.c_int64
         for name in ("f32", "f64", "f32_bf16", "f64_bf16"):
-            fn = getattr(lib, name)
-            fn.argtypes = [i, i, i, i, i, p, p, i64, p, p, p, p, p, p, i, p, i64, i64, p, i64, p, p, i64, p]
-            fn.restype = None
-            fn = getattr(lib, f"tier_{name}")
-            fn.argtypes = [i, i, i, i, i, i, i, p, i64, i64, i, p, i64, p, p, p, p, p, p, p, p, p, p]
+            fn = getattr(lib, f"top_frame_{name}")
+            fn.argtypes = [i, p, p, i, i, i, i, i, i, p, p, p, p, p, p, p, i, p, i64, i64, p, i64, p, p, i64, p]
             fn.restype = None
     _loaded["lib"] = lib
     return lib

@@ -4,8 +4,7 @@ At construction every weight the generator needs is read once from the model (we
 plain matrices, the sample-level embedding and input layer folded into per-position tables). Per top frame
 of `lookback` samples, each frame tier runs once per its own frame for all streams together, and the
 samples of each bottom frame are drawn one by one with the Gumbel-max rule. On the CPU both are compiled
-code (`kernel.py`: two foreign calls per bottom frame, none per sample; numpy for the samples when there is
-no compiler); elsewhere they are torch ops (no host-device sync: the samples stay on the device),
+code (`kernel.py`: one foreign call per top frame; numpy for the samples when there is no compiler); elsewhere they are torch ops (no host-device sync: the samples stay on the device),
 optionally captured in a CUDA graph.
 """
 
@@ -124,18 +123,17 @@ class SampleRNNStepper:
         self._alloc()
 
     def _alloc(self) -> None:
-        B, D, Q, fs = self.batch, self.dim, self.q_levels, self.frame_sizes[0]
+        B, D, Q = self.batch, self.dim, self.q_levels
         self._graph = None  # captured on the state tensors of the moment: capture again
         if self.backend == "c":
             self._lib = _kernel.load()
             suffix = ("f32" if self.dtype == torch.float32 else "f64") + ("_bf16" if self.weights == "bf16" else "")
-            self._fn, self._tier_fn = getattr(self._lib, suffix), getattr(self._lib, f"tier_{suffix}")
+            self._top_fn = getattr(self._lib, f"top_frame_{suffix}")
             self._alloc_tiers()
             self._work = torch.empty(B * (2 * D + Q) + D, dtype=self.dtype)  # + D ints of nonzero indices
             if not hasattr(self, "w1t"):
                 self.w1t, self.w2t = self.w1.t().contiguous(), self.w2.t().contiguous()
-            # Argument prefix fixed for this batch: sizes and weight pointers (the tensors live on self).
-            self._args = (B, fs, fs, Q, D, self.tables.data_ptr())
+            # Weight pointers fixed for this batch (the tensors live on self).
             self._wargs = (self.w1.data_ptr(), self.b1.data_ptr(), self.w2.data_ptr(), self.b2.data_ptr(),
                            self.w1t.data_ptr(), self.w2t.data_ptr(), int(B <= SPARSE_MAX_BATCH))
         elif self.backend == "numpy":
@@ -144,7 +142,8 @@ class SampleRNNStepper:
     def _alloc_tiers(self) -> None:
         """Buffers and fixed arguments of the compiled tier steps."""
         B, D = self.batch, self.dim
-        self._cond, self._tier_args, self._keep = [], [], []
+        ints, ptrs = [], []
+        self._cond, self._keep = [], []
         for t, state in zip(self.tiers, self.states):
             assert state.is_contiguous()
             gates = (4 if t.lstm else 3) * D
@@ -154,9 +153,12 @@ class SampleRNNStepper:
             skip = (t.w_skip.data_ptr(), t.b_skip.data_ptr()) if t.skip else (None, None)
             self._cond.append(cond)
             self._keep += [work, layers]
-            self._tier_args.append(((B, t.frame, t.ratio, D, t.n_rnn, int(t.lstm), int(t.skip)),
-                                    (t.w_in.data_ptr(), t.b_in.data_ptr(), layers, *skip, t.w_up.data_ptr(),
-                                     t.b_up.data_ptr(), state.data_ptr(), cond.data_ptr(), work.data_ptr())))
+            ints += [t.frame, t.ratio, t.n_rnn, int(t.lstm), int(t.skip), 0]
+            ptrs += [t.w_in.data_ptr(), t.b_in.data_ptr(), ctypes.cast(layers, ctypes.c_void_p).value, *skip,
+                     t.w_up.data_ptr(), t.b_up.data_ptr(), state.data_ptr(), cond.data_ptr(), work.data_ptr()]
+        # The tiers' sizes and pointers, as the compiled top_frame reads them (see kernel.py).
+        self._tier_ints = (ctypes.c_int64 * len(ints))(*ints)
+        self._tier_ptrs = (ctypes.c_void_p * len(ptrs))(*ptrs)
 
     def state(self) -> dict[str, torch.Tensor]:
         """The recurrent state (between top frames) as CPU tensors."""
@@ -274,33 +276,18 @@ class SampleRNNStepper:
         seq[:, pos:pos + hop].copy_(self._win[:, C:])
 
     def _advance_c(self, seq, pos, noise, temperature, logits) -> None:
-        """`advance` with every tier step and sample in compiled code: a few foreign calls per frame."""
-        fs, n_tiers, half = self.frame_sizes[0], len(self.tiers), self.q_levels // 2
-        row = self.dim * self.tables.element_size()
-        seq_ptr, seq_sb = seq.data_ptr(), seq.stride(0)
-        for t in range(0, self.hop, fs):
-            for k in reversed(range(n_tiers)):
-                n = self.tier_frames[k]
-                if t % n:
-                    continue
-                upper, upper_sb = None, 0
-                if k + 1 < n_tiers:
-                    above = self._cond[k + 1]
-                    upper = above.data_ptr() + (t // n) % self.frame_sizes[k + 1] * row
-                    upper_sb = above.stride(0)
-                sizes, ptrs = self._tier_args[k]
-                self._tier_fn(*sizes, seq_ptr, seq_sb, pos + t, half, upper, upper_sb, *ptrs)
-            out = None if logits is None else logits[:, t:t + fs]
-            self._sample_frame(seq, pos + t, self._cond[0], noise[:, t:t + fs], temperature, out)
+        """`advance` in one foreign call: every tier step and sample of the top frame in compiled code."""
+        assert seq.is_contiguous() and noise.stride(2) == 1 and noise.stride(1) == self.q_levels
+        assert logits is None or (logits.stride(2) == 1 and logits.stride(1) == self.q_levels)
+        lo = (0, 0) if logits is None else (logits.data_ptr(), logits.stride(0))
+        self._top_fn(len(self.tiers), self._tier_ints, self._tier_ptrs, self.batch, self.hop, self.frame_sizes[0],
+                     self.q_levels, self.dim, self.q_levels // 2, self.tables.data_ptr(), *self._wargs,
+                     seq.data_ptr(), seq.stride(0), pos, noise.data_ptr(), noise.stride(0),
+                     temperature.data_ptr(), *lo, self._work.data_ptr())
 
     def _sample_frame(self, seq, pos, cond, noise, temperature, logits) -> None:
         """Draw seq[:, pos:pos + fs] one sample at a time; cond (B, fs, dim)."""
-        if self.backend == "c":
-            assert seq.is_contiguous() and noise.stride(2) == 1 and noise.stride(1) == self.q_levels
-            lo = (0, 0) if logits is None else (logits.data_ptr(), logits.stride(0))
-            self._fn(*self._args, cond.data_ptr(), cond.stride(0), *self._wargs, seq.data_ptr(), seq.stride(0),
-                     pos, noise.data_ptr(), noise.stride(0), temperature.data_ptr(), *lo, self._work.data_ptr())
-        elif self.backend == "numpy":
+        if self.backend == "numpy":
             p = self._np
             _kernel.mlp_frame_numpy(p["tables"], cond.numpy(), p["w1"], p["b1"], p["w2"], p["b2"], seq.numpy(),
                                     pos, noise.numpy(), temperature.numpy(),
