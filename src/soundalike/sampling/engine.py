@@ -22,6 +22,9 @@ from .reference import NoiseStream
 # model class name -> "module:StepperClass", for models that do not build their own stepper
 STEPPERS = {"SampleRNN": "soundalike.sampling.samplernn:SampleRNNStepper"}
 
+# A stepper's weight storage. full: the compute dtype. bf16: weight matrices rounded to bfloat16 (what each
+# family does with that is documented beside its stepper).
+WEIGHTS = ("full", "bf16")
 CHUNK = 4096  # samples generated between history shifts (and noise transfers to the device)
 NOISE_BYTES = 1 << 28  # cap on a span's noise (B * span * q_levels float32)
 
@@ -56,6 +59,22 @@ class Stepper(Protocol):
 
     def load_state(self, state: dict[str, torch.Tensor]) -> None:
         """Continue from a `state()`."""
+
+
+def stepper_placement(model: torch.nn.Module, device, dtype: torch.dtype | None, backend: str,
+                      backends: tuple[str, ...], weights: str) -> tuple[torch.device, torch.dtype]:
+    """Check a stepper's `backend` and `weights` options -> its device and dtype (default: the model's)."""
+    if backend not in backends:
+        raise ValueError(f"backend must be one of {backends}, got {backend!r}")
+    if weights not in WEIGHTS:
+        raise ValueError(f"weights must be one of {WEIGHTS}, got {weights!r}")
+    param = next(model.parameters())
+    return (torch.device(device) if device is not None else param.device), (dtype or param.dtype)
+
+
+def weight(t: torch.Tensor, device, dtype) -> torch.Tensor:
+    """A detached, contiguous copy of a parameter for a stepper."""
+    return t.detach().to(device=device, dtype=dtype).contiguous()
 
 
 def make_stepper(model: torch.nn.Module, device=None, dtype: torch.dtype | None = None,

@@ -177,6 +177,26 @@ static void gemv_sparse(const W_t* __restrict WT, const T* __restrict bias, cons
     }
 }
 
+// Sample pos + j of each of the B streams from its logits lg (B, Q) by the randomness contract's Gumbel-max
+// rule, argmax(float32(logits) / temperature + noise), first index on ties; optionally keep the logits.
+template <typename T>
+static void draw(int B, int Q, const T* lg, const float* noise, int64_t noise_sb, const float* temp, int j,
+                 int64_t* seq, int64_t seq_sb, int64_t pos, T* logits_out, int64_t logits_sb) {
+    for (int b = 0; b < B; b++) {
+        const T* l = lg + (int64_t)b * Q;
+        const float* g = noise + b * noise_sb + (int64_t)j * Q;
+        const float t = temp[b];
+        int best = 0;
+        float bv = (float)l[0] / t + g[0];
+        for (int q = 1; q < Q; q++) {
+            const float v = (float)l[q] / t + g[q];
+            if (v > bv) { bv = v; best = q; }
+        }
+        seq[b * seq_sb + pos + j] = best;
+        if (logits_out) std::memcpy(logits_out + b * logits_sb + (int64_t)j * Q, l, sizeof(T) * Q);
+    }
+}
+
 // One bottom frame of `n` samples for B streams; see kernel.py for the arguments. With `sparse`, the head
 // runs per stream on the transposed weights w1t, w2t skipping zero inputs; otherwise on w1, w2 for all
 // streams at once (better from a few streams up: each weight row is then read once for every stream).
@@ -217,19 +237,7 @@ static void mlp_frame(int B, int n, int C, int Q, int D,
             gemv<T, W_t>(w1, b1, h, B, D, D, h2, true);
             gemv<T, W_t>(w2, b2, h2, B, Q, D, lg, false);
         }
-        for (int b = 0; b < B; b++) {
-            const T* l = lg + (int64_t)b * Q;
-            const float* g = noise + b * noise_sb + (int64_t)j * Q;
-            const float t = temp[b];
-            int best = 0;
-            float bv = (float)l[0] / t + g[0];
-            for (int q = 1; q < Q; q++) {
-                const float v = (float)l[q] / t + g[q];
-                if (v > bv) { bv = v; best = q; }
-            }
-            seq[b * seq_sb + pos + j] = best;
-            if (logits_out) std::memcpy(logits_out + b * logits_sb + (int64_t)j * Q, l, sizeof(T) * Q);
-        }
+        draw<T>(B, Q, lg, noise, noise_sb, temp, j, seq, seq_sb, pos, logits_out, logits_sb);
     }
 }
 

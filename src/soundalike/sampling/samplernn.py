@@ -17,18 +17,14 @@ import torch
 import torch.nn.functional as F
 
 from . import kernel as _kernel
+from .engine import stepper_placement, weight
 
 # c: compiled CPU loop; numpy: its fallback; torch: torch ops on any device; graph: those ops captured in a
 # CUDA graph per top frame. auto: c on the CPU, torch elsewhere.
 BACKENDS = ("auto", "c", "numpy", "torch", "graph")
-# full: weights in the compute dtype. bf16: weight matrices rounded to bfloat16 (stored so by the compiled
-# loop: half the memory traffic, which bounds batch-1 speed), arithmetic still in the compute dtype.
-WEIGHTS = ("full", "bf16")
+# Weights (engine.WEIGHTS) "bf16": the matrices rounded to bfloat16 and stored so by the compiled loop (half
+# the memory traffic, which bounds batch-1 speed); arithmetic still in the compute dtype.
 SPARSE_MAX_BATCH = 2  # up to this many streams the compiled head skips zero inputs per stream (measured)
-
-
-def _w(t: torch.Tensor, device, dtype) -> torch.Tensor:
-    return t.detach().to(device=device, dtype=dtype).contiguous()
 
 
 class _Tier:
@@ -37,16 +33,16 @@ class _Tier:
     def __init__(self, tier, device, dtype):
         self.frame, self.ratio, self.n_rnn, self.lstm, self.skip = (
             tier.frame_size, tier.ratio, tier.n_rnn, tier.lstm, tier.skip)
-        self.w_in, self.b_in = _w(tier.input_proj.weight, device, dtype), _w(tier.input_proj.bias, device, dtype)
+        self.w_in, self.b_in = weight(tier.input_proj.weight, device, dtype), weight(tier.input_proj.bias, device, dtype)
         self.layers = []  # (w_ih, w_hh, b_ih, b_hh) per layer, bottom first
         for rnn in tier.rnns:
             for k in range(rnn.num_layers):
-                self.layers.append(tuple(_w(getattr(rnn, f"{name}_l{k}"), device, dtype)
+                self.layers.append(tuple(weight(getattr(rnn, f"{name}_l{k}"), device, dtype)
                                          for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")))
         if self.skip:
-            self.w_skip, self.b_skip = _w(tier.skip_proj.weight, device, dtype), _w(tier.skip_proj.bias, device, dtype)
-        self.w_up, self.b_up = _w(tier.upsample.weight, device, dtype), _w(tier.upsample.bias, device, dtype)
-        self.h0 = _w(tier.h0, device, dtype)  # (n_states, n_rnn, 1, dim)
+            self.w_skip, self.b_skip = weight(tier.skip_proj.weight, device, dtype), weight(tier.skip_proj.bias, device, dtype)
+        self.w_up, self.b_up = weight(tier.upsample.weight, device, dtype), weight(tier.upsample.bias, device, dtype)
+        self.h0 = weight(tier.h0, device, dtype)  # (n_states, n_rnn, 1, dim)
 
 
 class SampleRNNStepper:
@@ -54,14 +50,8 @@ class SampleRNNStepper:
 
     def __init__(self, model, device: torch.device | str | None = None, dtype: torch.dtype | None = None,
                  backend: str = "auto", weights: str = "full"):
-        if backend not in BACKENDS:
-            raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
-        if weights not in WEIGHTS:
-            raise ValueError(f"weights must be one of {WEIGHTS}, got {weights!r}")
+        self.device, self.dtype = stepper_placement(model, device, dtype, backend, BACKENDS, weights)
         self.weights = weights
-        param = next(model.parameters())
-        self.device = torch.device(device) if device is not None else param.device
-        self.dtype = dtype or param.dtype
         self.model = model
         self.q_levels, self.dim = model.q_levels, model.dim
         self.frame_sizes, self.tier_frames = list(model.frame_sizes), list(model.tier_frames)
@@ -70,9 +60,9 @@ class SampleRNNStepper:
         with torch.no_grad():
             self.tiers = [_Tier(t, self.device, self.dtype) for t in model.tiers]
             mlp = model.mlp
-            self.tables = _w(mlp.input_tables(), self.device, self.dtype)  # (context, Q, dim)
-            self.w1, self.b1 = _w(mlp.hidden.weight, self.device, self.dtype), _w(mlp.hidden.bias, self.device, self.dtype)
-            self.w2, self.b2 = _w(mlp.output.weight, self.device, self.dtype), _w(mlp.output.bias, self.device, self.dtype)
+            self.tables = weight(mlp.input_tables(), self.device, self.dtype)  # (context, Q, dim)
+            self.w1, self.b1 = weight(mlp.hidden.weight, self.device, self.dtype), weight(mlp.hidden.bias, self.device, self.dtype)
+            self.w2, self.b2 = weight(mlp.output.weight, self.device, self.dtype), weight(mlp.output.bias, self.device, self.dtype)
         self.offsets = torch.arange(self.frame_sizes[0], device=self.device) * self.q_levels
         self.backend = self._pick_backend(backend)
         if weights == "bf16":

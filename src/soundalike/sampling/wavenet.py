@@ -21,19 +21,15 @@ import warnings
 import torch
 
 from . import wavenet_kernel as _kernel
+from .engine import stepper_placement, weight
 from .reference import NoiseStream
 
 # c: compiled CPU loop (wavenet_kernel.py); torch: torch ops on any device; graph: those ops for `hop` samples
 # captured in one CUDA graph. auto: c on the CPU, torch elsewhere (as for SampleRNN).
 BACKENDS = ("auto", "c", "torch", "graph")
-# full: weights in the compute dtype. bf16: weight matrices rounded to bfloat16 (the SampleRNN stepper's option;
-# here the rounded values are stored in the compute dtype, so it changes the numbers, not the speed).
-WEIGHTS = ("full", "bf16")
+# Weights (engine.WEIGHTS) "bf16": the matrices rounded to bfloat16 (the SampleRNN stepper's option); here the
+# rounded values are stored in the compute dtype, so it changes the numbers, not the speed.
 HOP = 64  # samples per advance() call: the engine's per-call bookkeeping is paid once per HOP samples
-
-
-def _w(t: torch.Tensor, device, dtype) -> torch.Tensor:
-    return t.detach().to(device=device, dtype=dtype).contiguous()
 
 
 class WaveNetStepper:
@@ -41,14 +37,8 @@ class WaveNetStepper:
 
     def __init__(self, model, device: torch.device | str | None = None, dtype: torch.dtype | None = None,
                  backend: str = "auto", weights: str = "full"):
-        if backend not in BACKENDS:
-            raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
-        if weights not in WEIGHTS:
-            raise ValueError(f"weights must be one of {WEIGHTS}, got {weights!r}")
+        self.device, self.dtype = stepper_placement(model, device, dtype, backend, BACKENDS, weights)
         self.weights = weights
-        param = next(model.parameters())
-        self.device = torch.device(device) if device is not None else param.device
-        self.dtype = dtype or param.dtype
         self.backend = self._pick_backend(backend)
         self.model = model
         self.q_levels = model.q_levels
@@ -61,17 +51,17 @@ class WaveNetStepper:
         self.history = model.receptive_field - 1  # samples before the newest input that the queues cover
         dev, dt, mat = self.device, self.dtype, self._matrix
         with torch.no_grad():
-            self.emb = _w(model.embedding.weight, dev, dt)  # (Q, R)
+            self.emb = weight(model.embedding.weight, dev, dt)  # (Q, R)
             w = mat(torch.stack([c.weight for c in model.convs]))  # (L, 2D, R, k)
             # Past taps, oldest first, as one (k - 1) * R input per layer: (L, (k - 1) * R, 2D).
             self.w_past = w[..., :-1].permute(0, 3, 2, 1).reshape(self.n_layers, (k - 1) * self.R, -1).contiguous()
             self.w_new = w[..., -1].transpose(1, 2).contiguous()  # (L, R, 2D)
-            self.b_conv = _w(torch.stack([c.bias for c in model.convs])[:, None, :], dev, dt)  # (L, 1, 2D)
+            self.b_conv = weight(torch.stack([c.bias for c in model.convs])[:, None, :], dev, dt)  # (L, 1, 2D)
             self.w_res = [mat(r.weight[:, :, 0].t()) for r in model.residual]  # (D, R) each
             self.w_skip = mat(model.skip.weight[:, :, 0].t())  # (L * D, S)
-            self.b_skip = _w(model.skip.bias, dev, dt)
-            self.w_hid, self.b_hid = mat(model.out_hidden.weight[:, :, 0].t()), _w(model.out_hidden.bias, dev, dt)
-            self.w_out, self.b_out = mat(model.out.weight[:, :, 0].t()), _w(model.out.bias, dev, dt)
+            self.b_skip = weight(model.skip.bias, dev, dt)
+            self.w_hid, self.b_hid = mat(model.out_hidden.weight[:, :, 0].t()), weight(model.out_hidden.bias, dev, dt)
+            self.w_out, self.b_out = mat(model.out.weight[:, :, 0].t()), weight(model.out.bias, dev, dt)
         sizes = [(k - 1) * d for d in dils]
         offsets = torch.tensor([0] + sizes[:-1]).cumsum(0)
         size = torch.tensor(sizes)
@@ -92,7 +82,7 @@ class WaveNetStepper:
         """A weight matrix in the compute dtype on the device, rounded to bfloat16 first with weights='bf16'."""
         if self.weights == "bf16":
             t = t.detach().to(torch.bfloat16)
-        return _w(t, self.device, self.dtype)
+        return weight(t, self.device, self.dtype)
 
     def _pick_backend(self, backend: str) -> str:
         if backend == "graph" and self.device.type != "cuda":

@@ -71,19 +71,7 @@ static void wavenet_steps(int B, int n, int L, int K, int R, int D, int S, int O
         gemv<T>(ws, bs, z, B, S, LD, sk, true);
         gemv<T>(wh, bh, sk, B, O, S, hid, true);
         gemv<T>(wo, bo, hid, B, Q, O, lg, false);
-        for (int b = 0; b < B; b++) {
-            const T* l = lg + (int64_t)b * Q;
-            const float* g = noise + b * noise_sb + (int64_t)j * Q;
-            const float t = temp[b];
-            int best = 0;
-            float bv = (float)l[0] / t + g[0];
-            for (int q = 1; q < Q; q++) {
-                const float v = (float)l[q] / t + g[q];
-                if (v > bv) { bv = v; best = q; }
-            }
-            seq[b * seq_sb + pos + j] = best;
-            if (logits_out) std::memcpy(logits_out + b * logits_sb + (int64_t)j * Q, l, sizeof(T) * Q);
-        }
+        draw<T>(B, Q, lg, noise, noise_sb, temp, j, seq, seq_sb, pos, logits_out, logits_sb);
     }
 }
 
