@@ -41,12 +41,14 @@ def render_peak(ckpt: Path, seconds: float, count: int, out: Path) -> dict:
     """Run one render in a child process -> its peak RSS (MB) and wall time."""
     cmd = [sys.executable, str(ROOT / "render.py"), "--ckpt", str(ckpt), "--seconds", str(seconds),
            "--count", str(count), "--seed", "1", "--out", str(out)]
-    start = time.perf_counter()
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    _, status, usage = os.wait4(proc.pid, 0)
-    wall = time.perf_counter() - start
-    if os.waitstatus_to_exitcode(status) != 0:
-        sys.exit(f"render failed: {proc.stderr.read().strip()}")
+    with tempfile.TemporaryFile("w+") as log:  # a file, not a pipe: the progress bar would fill a pipe
+        start = time.perf_counter()
+        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=log, text=True)
+        _, status, usage = os.wait4(proc.pid, 0)
+        wall = time.perf_counter() - start
+        if os.waitstatus_to_exitcode(status) != 0:
+            log.seek(0)
+            sys.exit(f"render failed: {log.read().strip()[-2000:]}")
     return {"seconds": seconds, "tracks": count, "peak_rss_mb": round(usage.ru_maxrss / 1024, 1),
             "wall_s": round(wall, 1), "realtime_x_per_track": round(seconds / wall, 2)}
 
