@@ -15,7 +15,7 @@ import torch
 
 from soundalike import models
 from soundalike.config import load_config
-from soundalike.sampling import Sampler, engine, generate, kernel, reference_generate
+from soundalike.sampling import Sampler, engine, generate, kernel, reference_generate, wavenet_kernel
 from soundalike.sampling.reference import NoiseStream
 from tests.conftest import CONFIGS
 
@@ -261,3 +261,48 @@ def test_cuda_bfloat16_runs():
     model = shipped(SAMPLERNN_CONFIGS[0], dim=64, dtype=torch.float32).cuda()
     out = generate(model, 2 * model.lookback, batch=2, seed=1, dtype=torch.bfloat16, device_noise=True)
     assert out.shape == (2, 2 * model.lookback) and 0 <= out.min() and out.max() < model.q_levels
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.stem)
+@pytest.mark.parametrize("batch", [1, 3])
+def test_compiled_loops_give_the_same_bits_with_any_number_of_threads(path, batch):
+    """Every matrix product split between 3 threads (odd shares, scalar tails) gives bitwise the samples and
+    logits of one thread, float32 as in production, for every shipped config of either family."""
+    if kernel.load() is None:
+        pytest.skip("no C++ compiler")
+    from tests.test_wavenet import shipped as shipped_wavenet
+
+    wavenet = load_config(path).model.family == "wavenet"
+    model = shipped_wavenet(path, channels=20, dtype=torch.float32) if wavenet else \
+        shipped(path, dim=40, dtype=torch.float32)
+    libs = [kernel.load(), wavenet_kernel.load()]
+    hop = Sampler(model, batch).stepper.hop
+    n = 2 * hop + 5
+    runs = []
+    try:
+        for threads, min_split in [(1, -1), (3, 0)]:
+            for lib in libs:
+                assert lib.set_threads(threads, min_split) == threads
+            sampler = Sampler(model, batch, TEMPS[:batch], seed=5, threads=threads)
+            runs.append(sampler.generate(n, logits=True))
+    finally:
+        for lib in libs:
+            lib.set_threads(1, kernel.MIN_SPLIT)
+    (one, one_logits), (three, three_logits) = runs
+    assert torch.equal(one, three) and torch.equal(one_logits, three_logits)
+    assert one_logits.abs().sum() > 0
+
+
+@pytest.mark.parametrize("batch", [1, 2])
+def test_generating_leaves_the_model_untouched(batch, backend):
+    """The stepper's state starts from the learned initial state; at batch 1 too it must be a copy of it."""
+    model = tiny(dtype=torch.float32, learn_h0=True)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(0.1 * torch.randn_like(p))
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    first = Sampler(model, batch, seed=3, backend=backend).generate(40, logits=True)
+    after = model.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before), "generation changed the model"
+    again = Sampler(model, batch, seed=3, backend=backend).generate(40, logits=True)
+    assert torch.equal(first[0], again[0]) and torch.equal(first[1], again[1])

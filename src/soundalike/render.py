@@ -54,7 +54,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", help="output folder (default: renders/<run>/<YYYYmmdd-HHMMSS>/)")
     p.add_argument("--resume", metavar="DIR", help="continue an interrupted render in DIR; of the other flags "
                                                     "only --seconds (a new length), --device and --threads apply")
-    p.add_argument("--threads", type=int, default=1, help="CPU threads (default 1: fastest when measured)")
+    p.add_argument("--threads", type=int, default=0,
+                   help="CPU threads (default 0: one per core; 1 when the cores are busy with other work)")
     p.add_argument("--weights", choices=("full", "bf16"), default="full",
                    help="bf16: weight matrices rounded to bfloat16, arithmetic still float32; up to ~25%% faster "
                         "for large models on the CPU, slightly different samples (default full)")

@@ -19,7 +19,7 @@ import tempfile
 import warnings
 from pathlib import Path
 
-FLAGS = ["-O3", "-march=native", "-shared", "-fPIC", "-std=c++17", "-fno-math-errno"]
+FLAGS = ["-O3", "-march=native", "-shared", "-fPIC", "-std=c++17", "-fno-math-errno", "-pthread"]
 
 
 def cache_dir() -> Path:

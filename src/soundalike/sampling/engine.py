@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib
+import os
 from typing import Protocol
 
 import numpy as np
@@ -73,7 +74,8 @@ def stepper_placement(model: torch.nn.Module, device, dtype: torch.dtype | None,
 
 
 def weight(t: torch.Tensor, device, dtype) -> torch.Tensor:
-    """A detached, contiguous copy of a parameter for a stepper."""
+    """A parameter for a stepper, detached and contiguous, in `dtype` on `device`: read-only, since it may
+    share memory with the model's own parameter."""
     return t.detach().to(device=device, dtype=dtype).contiguous()
 
 
@@ -99,9 +101,17 @@ def temperatures(temperature, batch: int) -> torch.Tensor:
     return temp.expand(batch).clone()
 
 
+def cpu_threads(n: int) -> int:
+    """`n` threads, or with 0 one per core this process may run on."""
+    if n > 0:
+        return n
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
 @contextlib.contextmanager
 def torch_threads(n: int | None):
-    """Run with `n` intra-op threads (None: leave as is), restoring the setting after."""
+    """Run with `n` intra-op threads (None: leave as is), restoring the setting after. The compiled
+    sampling loops use as many (they read torch's setting at each call)."""
     old = torch.get_num_threads()
     if n:
         torch.set_num_threads(n)
@@ -116,18 +126,19 @@ class Sampler:
     """B streams of samples from a model: `prime` optionally, then `generate(n)` as often as wanted.
 
     Consecutive `generate` calls continue one stream; `state_dict` / `load_state_dict` resume it exactly.
-    `threads`: torch intra-op threads while generating on the CPU (the compiled SampleRNN loop is single-
-    threaded; this applies to torch ops: drawing noise, priming, the numpy / torch backends). One is the
-    default: those ops are small, and when the cores are shared an OpenMP barrier waiting on a descheduled
-    thread costs more than the op (measured on a busy 2-core machine: the reference generator runs 14x
-    slower with 2 threads than with 1; the compiled loop the same with either).
+    `threads` (CPU only): threads while generating, for the compiled loops (which split each matrix product
+    by output rows: the same samples for any number) and for torch ops (drawing noise, priming, the numpy /
+    torch backends); 0: one per core. Measured on 2 cores, 2 threads against 1: the compiled SampleRNN loop
+    1.1x (demo) to 1.7x (`samplernn-3tier`, whose weights stream from memory) faster at batch 1, 1.6-1.7x at
+    batch 16. On a machine whose cores are busy with other work, 1 is better: a thread that waits for a
+    descheduled one costs more than it saves.
     """
 
     def __init__(self, model: torch.nn.Module, batch: int = 1, temperature: float | list | torch.Tensor = 1.0,
                  seed: int = 0, device=None, dtype: torch.dtype | None = None, backend: str = "auto",
-                 threads: int | None = 1, device_noise: bool = False, weights: str = "full"):
+                 threads: int = 0, device_noise: bool = False, weights: str = "full"):
         self.stepper = make_stepper(model, device, dtype, backend, weights)
-        self.threads = threads if self.stepper.device.type == "cpu" else None
+        self.threads = cpu_threads(threads) if self.stepper.device.type == "cpu" else None
         s = self.stepper
         self.batch, self.q_levels, self.device = batch, s.q_levels, s.device
         self.temperature = temperatures(temperature, batch).to(self.device)

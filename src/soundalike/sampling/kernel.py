@@ -24,12 +24,95 @@ import numpy as np
 from . import compiler
 
 SOURCE = r"""
+#include <atomic>
 #include <cmath>
+#include <condition_variable>
 #include <cstdint>
 #include <cstring>
+#include <mutex>
+#include <thread>
+#include <unistd.h>
 #ifdef __AVX512F__
 #include <immintrin.h>
 #endif
+
+// The thread team: the calling thread and `size - 1` helper threads run one job at a time, each its share
+// (`run(f)` calls f(0) here and f(t) on helper t, and returns when all are done). Helpers spin between jobs
+// (a job comes every few microseconds while sampling), then sleep once idle for about a millisecond. Work
+// is split by output rows, so every output is computed by the same code in the same order whatever the
+// team's size: results are bitwise identical for any number of threads.
+namespace team {
+struct State {
+    int size = 1, created = 0;
+    int64_t min_split = 0;  // below this many multiply-adds a job is not split (set by load(): MIN_SPLIT)
+    pid_t pid = 0;
+    std::atomic<uint64_t> epoch{0};
+    std::atomic<int> left{0};      // helpers still working on the current job
+    std::atomic<int> sleeping{0};
+    void (*job)(const void*, int) = nullptr;
+    const void* ctx = nullptr;
+    std::mutex m;
+    std::condition_variable cv;
+};
+static State* state = new State;  // never destroyed: detached helpers may outlive static destructors
+static std::mutex calls;          // one exported call at a time (the team and buffers are shared)
+
+static inline void pause() {
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#endif
+}
+
+static void helper(State* s, int t, uint64_t seen) {
+    for (;;) {
+        uint64_t e;
+        for (int spins = 0; (e = s->epoch.load(std::memory_order_acquire)) == seen;) {
+            if (++spins < (1 << 15)) { pause(); continue; }
+            std::unique_lock<std::mutex> lock(s->m);
+            s->sleeping.fetch_add(1);
+            s->cv.wait(lock, [&] { return s->epoch.load() != seen; });
+            s->sleeping.fetch_sub(1);
+        }
+        seen = e;
+        if (t < s->size) {
+            s->job(s->ctx, t);
+            s->left.fetch_sub(1, std::memory_order_acq_rel);
+        }
+    }
+}
+
+static void resize(int n, int64_t min_split) {
+    if (state->pid != getpid()) {  // first use, or a forked child (which has none of the parent's helpers)
+        if (state->pid) state = new State;
+        state->pid = getpid();
+    }
+    if (min_split >= 0) state->min_split = min_split;
+    n = n < 1 ? 1 : n > 64 ? 64 : n;
+    while (state->created < n - 1)
+        std::thread(helper, state, ++state->created, state->epoch.load()).detach();
+    state->size = n;
+}
+
+static inline int size() { return state->size; }
+static inline int64_t min_split() { return state->min_split; }
+
+template <typename F>
+static void run(const F& f) {
+    State* s = state;
+    if (s->size == 1) { f(0); return; }
+    s->job = [](const void* c, int t) { (*(const F*)c)(t); };
+    s->ctx = &f;
+    s->left.store(s->size - 1, std::memory_order_relaxed);
+    s->epoch.fetch_add(1);
+    if (s->sleeping.load() > 0) {
+        std::lock_guard<std::mutex> lock(s->m);
+        s->cv.notify_all();
+    }
+    f(0);
+    while (s->left.load(std::memory_order_acquire) > 0) pause();
+}
+
+}  // namespace team
 
 // 512-bit vectors (two 256-bit halves where AVX-512 is missing); unaligned loads through memcpy.
 template <typename T> struct Vec;
@@ -93,16 +176,17 @@ static inline T hsum(typename Vec<T>::type a, typename Vec<T>::type b) {
     return buf[0];
 }
 
-// Y[b, i] = W[i] . X[b] + bias[i] (optionally ReLU) for W (R x D) row-major and X (B x D). Four rows at a
-// time share each load of x; two accumulators per row hide the FMA latency. Fixed summation order.
+// Y[b, i] = W[i] . X[b] + bias[i] (optionally ReLU) for W (R x D) row-major and X (B x D), rows i0 <= i < i1
+// (i0 a multiple of 4; i1 too, or R). Four rows at a time share each load of x; two accumulators per row
+// hide the FMA latency. Fixed summation order.
 template <typename T, typename W_t>
-static void gemv(const W_t* __restrict W, const T* __restrict bias, const T* __restrict X, int B, int R, int D,
-                 T* __restrict Y, bool relu) {
+static void gemv_rows(const W_t* __restrict W, const T* __restrict bias, const T* __restrict X, int B, int R,
+                      int D, T* __restrict Y, bool relu, int i0, int i1) {
     typedef typename Vec<T>::type V;
     constexpr int N = 64 / sizeof(T);
     const int Dv = D - D % (2 * N);
-    int i = 0;
-    for (; i + 4 <= R; i += 4) {
+    int i = i0;
+    for (; i + 4 <= i1; i += 4) {
         const W_t* w0 = W + (int64_t)i * D;
         const W_t* w1 = w0 + D;
         const W_t* w2 = w1 + D;
@@ -129,7 +213,7 @@ static void gemv(const W_t* __restrict W, const T* __restrict bias, const T* __r
             }
         }
     }
-    for (; i < R; i++) {
+    for (; i < i1; i++) {
         const W_t* w = W + (int64_t)i * D;
         for (int b = 0; b < B; b++) {
             const T* x = X + (int64_t)b * D;
@@ -141,18 +225,32 @@ static void gemv(const W_t* __restrict W, const T* __restrict bias, const T* __r
     }
 }
 
+// gemv_rows over all R rows, split between the team's threads in blocks of 4 rows.
+template <typename T, typename W_t>
+static void gemv(const W_t* W, const T* bias, const T* X, int B, int R, int D, T* Y, bool relu) {
+    const int n = team::size();
+    if (n == 1 || (int64_t)B * R * D < team::min_split() || R < 8 * n) {
+        gemv_rows<T, W_t>(W, bias, X, B, R, D, Y, relu, 0, R);
+        return;
+    }
+    const int blocks = R / 4;
+    team::run([&](int t) {
+        gemv_rows<T, W_t>(W, bias, X, B, R, D, Y, relu, blocks * t / n * 4,
+                          t == n - 1 ? R : blocks * (t + 1) / n * 4);
+    });
+}
+
 // y = bias + sum over the nonzero x[k] of x[k] * WT[k] (optionally ReLU), WT (D x R) row-major: W transposed.
 // After a ReLU about half of x is exactly zero, so this reads about half of the weights that `gemv` reads.
+// Outputs r0 <= r < r1 from the m nonzero inputs nz.
 template <typename T, typename W_t>
-static void gemv_sparse(const W_t* __restrict WT, const T* __restrict bias, const T* __restrict x, int R, int D,
-                        T* __restrict y, bool relu, int* __restrict nz) {
+static void gemv_sparse_cols(const W_t* __restrict WT, const T* __restrict bias, const T* __restrict x, int R,
+                             T* __restrict y, bool relu, const int* __restrict nz, int m, int r0, int r1) {
     typedef typename Vec<T>::type V;
     constexpr int N = 64 / sizeof(T);
     constexpr int CH = 16;  // vectors of y held in registers per pass over the nonzero inputs
-    int m = 0;
-    for (int k = 0; k < D; k++) if (x[k] != 0) nz[m++] = k;
-    int r = 0;
-    for (; r + CH * N <= R; r += CH * N) {
+    int r = r0;
+    for (; r + CH * N <= r1; r += CH * N) {
         V acc[CH] = {};
         for (int i = 0; i < m; i++) {
             const W_t* row = WT + (int64_t)nz[i] * R + r;
@@ -161,20 +259,39 @@ static void gemv_sparse(const W_t* __restrict WT, const T* __restrict bias, cons
         }
         for (int v = 0; v < CH; v++) std::memcpy(y + r + v * N, &acc[v], sizeof(V));
     }
-    for (; r + N <= R; r += N) {
+    for (; r + N <= r1; r += N) {
         V acc = {};
         for (int i = 0; i < m; i++) acc += loadw<T>(WT + (int64_t)nz[i] * R + r) * x[nz[i]];
         std::memcpy(y + r, &acc, sizeof(V));
     }
-    for (; r < R; r++) {
+    for (; r < r1; r++) {
         T acc = 0;
         for (int i = 0; i < m; i++) acc += scalar<T>(WT[(int64_t)nz[i] * R + r]) * x[nz[i]];
         y[r] = acc;
     }
-    for (r = 0; r < R; r++) {
+    for (r = r0; r < r1; r++) {
         const T v = y[r] + bias[r];
         y[r] = relu && v < 0 ? 0 : v;
     }
+}
+
+// gemv_sparse_cols over all R outputs, split between the team's threads in whole vectors (each output's sum
+// runs in the same order either way).
+template <typename T, typename W_t>
+static void gemv_sparse(const W_t* WT, const T* bias, const T* x, int R, int D, T* y, bool relu, int* nz) {
+    constexpr int N = 64 / sizeof(T);
+    int m = 0;
+    for (int k = 0; k < D; k++) if (x[k] != 0) nz[m++] = k;
+    const int n = team::size();
+    if (n == 1 || (int64_t)m * R < team::min_split() || R < 2 * N * n) {
+        gemv_sparse_cols<T, W_t>(WT, bias, x, R, y, relu, nz, m, 0, R);
+        return;
+    }
+    const int vecs = R / N;
+    team::run([&](int t) {
+        gemv_sparse_cols<T, W_t>(WT, bias, x, R, y, relu, nz, m, vecs * t / n * N,
+                                 t == n - 1 ? R : vecs * (t + 1) / n * N);
+    });
 }
 
 // Sample pos + j of each of the B streams from its logits lg (B, Q) by the randomness contract's Gumbel-max
@@ -339,6 +456,7 @@ extern "C" void top_frame_##NAME(int n_tiers, const int64_t* ints, void* const* 
                                  int64_t* seq, int64_t seq_sb, int64_t pos, const float* noise,                 \
                                  int64_t noise_sb, const float* temp, T* logits_out, int64_t logits_sb,         \
                                  T* work) {                                                                     \
+    std::lock_guard<std::mutex> lock(team::calls);                                                          \
     top_frame<T, W_t>(n_tiers, ints, ptrs, B, hop, fs, Q, D, half, tables, w1, b1, w2, b2, w1t, w2t, sparse, seq, \
                       seq_sb, pos, noise, noise_sb, temp, logits_out, logits_sb, work);                     \
 }
@@ -346,7 +464,19 @@ EXPORT(f32, float, float)
 EXPORT(f64, double, double)
 EXPORT(f32_bf16, float, bf16)
 EXPORT(f64_bf16, double, bf16)
+
+// Threads of the compiled loops from now on (1: no helpers), and the smallest job they split (< 0: unchanged;
+// tests pass 0 to split every product); returns the number of threads in use.
+extern "C" int set_threads(int n, int64_t min_split) {
+    std::lock_guard<std::mutex> lock(team::calls);
+    team::resize(n, min_split);
+    return team::size();
+}
 """
+
+# The smallest matrix product (multiply-adds) the compiled loops split between threads: waking a helper costs
+# about as much as a product of this size (measured on the demo model, 2 cores: 4,096 to 131,072 all within noise).
+MIN_SPLIT = 16384
 
 _loaded: dict[str, ctypes.CDLL | None] = {}
 
@@ -365,6 +495,8 @@ def load() -> ctypes.CDLL | None:
             fn = getattr(lib, f"top_frame_{name}")
             fn.argtypes = [i, p, p, i, i, i, i, i, i, p, p, p, p, p, p, p, i, p, i64, i64, p, i64, p, p, i64, p]
             fn.restype = None
+        lib.set_threads.argtypes, lib.set_threads.restype = [i, i64], i
+        lib.set_threads(1, MIN_SPLIT)
     _loaded["lib"] = lib
     return lib
 

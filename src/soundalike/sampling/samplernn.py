@@ -108,7 +108,8 @@ class SampleRNNStepper:
         self.batch = batch
         self.states = []
         for t in self.tiers:
-            h0 = t.h0.expand(-1, -1, batch, -1).contiguous()  # (n_states, n_rnn, B, dim)
+            # A copy, also at batch 1: the state is updated in place and t.h0 may be the model's parameter.
+            h0 = t.h0.expand(-1, -1, batch, -1).clone(memory_format=torch.contiguous_format)  # (n_states, n_rnn, B, dim)
             self.states.append(h0)
         self._alloc()
 
@@ -270,6 +271,7 @@ class SampleRNNStepper:
         assert seq.is_contiguous() and noise.stride(2) == 1 and noise.stride(1) == self.q_levels
         assert logits is None or (logits.stride(2) == 1 and logits.stride(1) == self.q_levels)
         lo = (0, 0) if logits is None else (logits.data_ptr(), logits.stride(0))
+        self._lib.set_threads(torch.get_num_threads(), -1)
         self._top_fn(len(self.tiers), self._tier_ints, self._tier_ptrs, self.batch, self.hop, self.frame_sizes[0],
                      self.q_levels, self.dim, self.q_levels // 2, self.tables.data_ptr(), *self._wargs,
                      seq.data_ptr(), seq.stride(0), pos, noise.data_ptr(), noise.stride(0),

@@ -81,6 +81,7 @@ extern "C" void NAME(int B, int n, int L, int K, int R, int D, int S, int O, int
                      const T* bs, const T* wh, const T* bh, const T* wo, const T* bo, T* ring,              \
                      int64_t step, int64_t* seq, int64_t seq_sb, int64_t pos, const float* noise,           \
                      int64_t noise_sb, const float* temp, T* logits_out, int64_t logits_sb, T* work) {      \
+    std::lock_guard<std::mutex> lock(team::calls);                                                          \
     wavenet_steps<T>(B, n, L, K, R, D, S, O, Q, dil, off, emb, wc, bc, wr, ws, bs, wh, bh, wo, bo, ring,    \
                      step, seq, seq_sb, pos, noise, noise_sb, temp, logits_out, logits_sb, work);           \
 }
@@ -110,5 +111,7 @@ def load() -> ctypes.CDLL | None:
             fn = getattr(lib, name)
             fn.argtypes = [i] * 9 + [p] * 13 + [i64, p, i64, i64, p, i64, p, p, i64, p]
             fn.restype = None
+        lib.set_threads.argtypes, lib.set_threads.restype = [i, i64], i
+        lib.set_threads(1, kernel.MIN_SPLIT)
     _loaded["lib"] = lib
     return lib
