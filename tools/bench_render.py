@@ -3,10 +3,10 @@
 For each config (full size, random weights; SampleRNN or WaveNet) and batch size: samples/s per stream and
 in all, and the real-time factor at 16 kHz, of
   fast_threads_N  the sampling engine (compiled loop on the CPU), N threads,
-  reference       the plain reference generator of the model family, one sample per call
+  reference_threads_N  the plain reference generator of the model family, one sample per call
                   (SampleRNN: `sampling.reference`; WaveNet: the model's own Fast WaveNet queues),
-  naive           WaveNet only: the full causal forward pass over the receptive field for every sample.
-Every timed run lasts about `--wall` seconds; the result is the best of `--repeats` rounds that interleave
+  naive_threads_N WaveNet only: the full causal forward pass over the receptive field for every sample.
+Speed-ups compare the fastest fast run with the fastest run of each plain generator. Every timed run lasts about `--wall` seconds; the result is the best of `--repeats` rounds that interleave
 them all, so that the ratios hold on a machine whose load changes. Prints JSON.
 Usage: .venv/bin/python tools/bench_render.py [--configs demo,beatles,samplernn-3tier,wavenet-demo,wavenet]
        [--batches 1,16] [--threads 1,2] [--device cpu|cuda] [--no-reference]
@@ -94,7 +94,8 @@ def main() -> None:
     parser.add_argument("--wall", type=float, default=2.0, help="seconds per timed fast run")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--no-reference", action="store_true")
-    parser.add_argument("--bf16-weights", action="store_true", help="also time weights rounded to bfloat16")
+    parser.add_argument("--bf16-weights", action="store_true",
+                        help="also time weights rounded to bfloat16 (with the most threads)")
     args = parser.parse_args()
     dtype = getattr(torch, args.dtype)
     threads = [int(t) for t in args.threads.split(",")] if args.device == "cpu" else [0]
@@ -114,15 +115,17 @@ def main() -> None:
             timers = {f"fast_threads_{th}" if args.device == "cpu" else "fast":
                       fast_timer(model, batch, th or None, args.device, args.wall, dtype) for th in threads}
             if args.bf16_weights:
-                timers["fast_bf16_weights"] = fast_timer(model, batch, threads[0] or None, args.device, args.wall,
-                                                         dtype, "bf16")
+                timers["fast_bf16_weights"] = fast_timer(model, batch, max(threads) or None, args.device,
+                                                         args.wall, dtype, "bf16")
             if not args.no_reference:
                 ref_model = model if args.device == "cpu" else copy.deepcopy(model).cpu()
                 plain = {"reference": wavenet_reference if wavenet else samplernn_reference}
                 if wavenet:
                     plain["naive"] = naive_generate
                 for key, gen in plain.items():
-                    timers[key] = plain_timer(gen, ref_model, batch, threads[0] or None, args.wall)
+                    for th in threads:
+                        timers[f"{key}_threads_{th}" if args.device == "cpu" else key] = plain_timer(
+                            gen, ref_model, batch, th or None, args.wall)
             # Rounds through every timer: the machine's load changes over minutes, and so hits all alike.
             best = dict.fromkeys(timers, 0.0)
             for _ in range(args.repeats):
@@ -131,7 +134,11 @@ def main() -> None:
             for key, rate in best.items():
                 row[key] = entry(rate, batch)
             fast = max(v for k, v in best.items() if k.startswith("fast") and "bf16" not in k)
-            speedups = {k: round(fast / v, 1) for k, v in best.items() if k in ("reference", "naive")}
+            speedups = {}  # against each plain generator at its best thread count
+            for k in ("reference", "naive"):
+                rates = [v for key, v in best.items() if key == k or key.startswith(f"{k}_threads_")]
+                if rates:
+                    speedups[k] = round(fast / max(rates), 1)
             row.update({f"speedup_vs_{k}": v for k, v in speedups.items()})
             print(f"{name} batch {batch}: {fast:.0f} samples/s per stream, {fast * batch / RATE:.2f}x real time "
                   "in all" + "".join(f", {v}x {k}" for k, v in speedups.items()), flush=True, file=sys.stderr)
