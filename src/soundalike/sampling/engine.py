@@ -42,6 +42,8 @@ class Stepper(Protocol):
     context: int  # history samples advance() reads, and prime() wants before the primed samples
     device: torch.device
     dtype: torch.dtype  # of the logits
+    backend: str  # "c": compiled CPU loops
+    threads: int  # of the compiled loops
 
     def reset(self, batch: int) -> None:
         """Start `batch` streams from the model's initial state (history: `context` samples of silence)."""
@@ -110,8 +112,7 @@ def cpu_threads(n: int) -> int:
 
 @contextlib.contextmanager
 def torch_threads(n: int | None):
-    """Run with `n` intra-op threads (None: leave as is), restoring the setting after. The compiled
-    sampling loops use as many (they read torch's setting at each call)."""
+    """Run with `n` intra-op threads (None: leave as is), restoring the setting after."""
     old = torch.get_num_threads()
     if n:
         torch.set_num_threads(n)
@@ -126,12 +127,14 @@ class Sampler:
     """B streams of samples from a model: `prime` optionally, then `generate(n)` as often as wanted.
 
     Consecutive `generate` calls continue one stream; `state_dict` / `load_state_dict` resume it exactly.
-    `threads` (CPU only): threads while generating, for the compiled loops (which split each matrix product
-    by output rows: the same samples for any number) and for torch ops (drawing noise, priming, the numpy /
-    torch backends); 0: one per core. Measured on 2 cores, 2 threads against 1: the compiled SampleRNN loop
-    1.1x (demo) to 1.7x (`samplernn-3tier`, whose weights stream from memory) faster at batch 1, 1.6-1.7x at
-    batch 16. On a machine whose cores are busy with other work, 1 is better: a thread that waits for a
-    descheduled one costs more than it saves.
+    `threads` (CPU only; 0: one per core): threads of the compiled loops, which split each matrix product by
+    output rows (the same samples for any number), and of torch ops when priming or with the numpy / torch
+    backends. Around the compiled loops torch itself runs one thread: its ops there (drawing the noise) are
+    small, and idle OpenMP workers spin on the cores the loops' helpers need (demo: ~5% slower with two).
+    Measured on 2 cores, 2 threads against 1: the compiled SampleRNN loop 1.1x (demo) to 1.7x
+    (`samplernn-3tier`, whose weights stream from memory) faster at batch 1, 1.6-1.7x at batch 16. On a
+    machine whose cores are busy with other work, 1 is better: a thread that waits for a descheduled one
+    costs more than it saves.
     """
 
     def __init__(self, model: torch.nn.Module, batch: int = 1, temperature: float | list | torch.Tensor = 1.0,
@@ -140,6 +143,9 @@ class Sampler:
         self.stepper = make_stepper(model, device, dtype, backend, weights)
         self.threads = cpu_threads(threads) if self.stepper.device.type == "cpu" else None
         s = self.stepper
+        s.threads = self.threads or 1
+        # torch's own threads while generating (see above)
+        self._gen_threads = 1 if self.threads and s.backend == "c" else self.threads
         self.batch, self.q_levels, self.device = batch, s.q_levels, s.device
         self.temperature = temperatures(temperature, batch).to(self.device)
         # device_noise: draw the noise on the model's device (see reference.NoiseStream).
@@ -199,7 +205,7 @@ class Sampler:
 
         With `logits`, every call since the sampler was made must have asked for them.
         """
-        with torch_threads(self.threads):
+        with torch_threads(self._gen_threads):
             return self._generate(n, logits)
 
     def _generate(self, n: int, logits: bool):

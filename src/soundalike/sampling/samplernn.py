@@ -65,6 +65,7 @@ class SampleRNNStepper:
             self.w2, self.b2 = weight(mlp.output.weight, self.device, self.dtype), weight(mlp.output.bias, self.device, self.dtype)
         self.offsets = torch.arange(self.frame_sizes[0], device=self.device) * self.q_levels
         self.backend = self._pick_backend(backend)
+        self.threads = 1  # of the compiled loop (the Sampler sets it)
         if weights == "bf16":
             self._round_matrices()
         # Levels -> grid in the model's own precision (bf16 would round large level numbers).
@@ -271,7 +272,7 @@ class SampleRNNStepper:
         assert seq.is_contiguous() and noise.stride(2) == 1 and noise.stride(1) == self.q_levels
         assert logits is None or (logits.stride(2) == 1 and logits.stride(1) == self.q_levels)
         lo = (0, 0) if logits is None else (logits.data_ptr(), logits.stride(0))
-        self._lib.set_threads(torch.get_num_threads(), -1)
+        self._lib.set_threads(self.threads, -1)
         self._top_fn(len(self.tiers), self._tier_ints, self._tier_ptrs, self.batch, self.hop, self.frame_sizes[0],
                      self.q_levels, self.dim, self.q_levels // 2, self.tables.data_ptr(), *self._wargs,
                      seq.data_ptr(), seq.stride(0), pos, noise.data_ptr(), noise.stride(0),

@@ -40,6 +40,7 @@ class WaveNetStepper:
         self.device, self.dtype = stepper_placement(model, device, dtype, backend, BACKENDS, weights)
         self.weights = weights
         self.backend = self._pick_backend(backend)
+        self.threads = 1  # of the compiled loop (the Sampler sets it)
         self.model = model
         self.q_levels = model.q_levels
         self.hop = HOP
@@ -168,7 +169,7 @@ class WaveNetStepper:
             assert seq.is_contiguous() and noise.stride(2) == 1 and noise.stride(1) == self.q_levels
             assert self.ring.is_contiguous()
             lo = (0, 0) if logits is None else (logits.data_ptr(), logits.stride(0))
-            _kernel.load().set_threads(torch.get_num_threads(), -1)
+            _kernel.load().set_threads(self.threads, -1)
             self._fn(self.batch, self.hop, *self._dims, *self._ptrs, self.ring.data_ptr(), self.step_count,
                      seq.data_ptr(), seq.stride(0), pos, noise.data_ptr(), noise.stride(0), temperature.data_ptr(),
                      *lo, self._work.data_ptr())
