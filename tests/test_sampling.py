@@ -306,3 +306,24 @@ def test_generating_leaves_the_model_untouched(batch, backend):
     assert all(torch.equal(before[k], after[k]) for k in before), "generation changed the model"
     again = Sampler(model, batch, seed=3, backend=backend).generate(40, logits=True)
     assert torch.equal(first[0], again[0]) and torch.equal(first[1], again[1])
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.stem)
+def test_bf16_weights_model_is_what_the_sampler_computes(path):
+    """engine.with_bf16_weights (behind `evaluate --weights bf16`) gives, teacher-forced, the logits the
+    sampler used with weights="bf16": the NLL it reports is the option's real cost. float64, so that only the
+    rounding of the weights differs from full precision."""
+    from tests.test_wavenet import shipped as shipped_wavenet
+
+    wavenet = load_config(path).model.family == "wavenet"
+    model = shipped_wavenet(path, channels=12) if wavenet else shipped(path, dim=40)
+    L, B = model.lookback, 2
+    T = 2 * Sampler(model, B).stepper.hop  # SampleRNN: whole top frames, as its forward wants
+    levels, logits = Sampler(model, B, [1.0, 0.2], seed=6, weights="bf16").generate(T, logits=True)
+    x = torch.cat([torch.full((B, L), model.q_levels // 2), levels], dim=1)[:, :L + T]
+    with torch.no_grad():
+        rounded, _ = engine.with_bf16_weights(model)(x)
+        full, _ = model(x)
+    torch.testing.assert_close(logits, rounded, rtol=1e-9, atol=1e-9)
+    assert (logits - full).abs().max() > 1e-5  # the rounding is there, and the copy left the model as it was
+    assert all(p.dtype == torch.float64 for p in model.parameters())

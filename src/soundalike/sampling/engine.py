@@ -26,6 +26,9 @@ STEPPERS = {"SampleRNN": "soundalike.sampling.samplernn:SampleRNNStepper"}
 # A stepper's weight storage. full: the compute dtype. bf16: weight matrices rounded to bfloat16 (what each
 # family does with that is documented beside its stepper).
 WEIGHTS = ("full", "bf16")
+# Weight matrices that no stepper stores rounded: embeddings, and SampleRNN's sample-level input layer, which
+# the stepper folds with the embedding into exact lookup tables.
+UNROUNDED = ("embedding.weight", "mlp.input.weight")
 CHUNK = 4096  # samples generated between history shifts (and noise transfers to the device)
 NOISE_BYTES = 1 << 28  # cap on a span's noise (B * span * q_levels float32)
 
@@ -79,6 +82,29 @@ def weight(t: torch.Tensor, device, dtype) -> torch.Tensor:
     """A parameter for a stepper, detached and contiguous, in `dtype` on `device`: read-only, since it may
     share memory with the model's own parameter."""
     return t.detach().to(device=device, dtype=dtype).contiguous()
+
+
+@torch.no_grad()
+def with_bf16_weights(model: torch.nn.Module) -> torch.nn.Module:
+    """A new model computing what `model`'s stepper computes with weights="bf16": the same model without
+    weight norm, holding the folded weights, every weight matrix rounded to bfloat16 (kept in the model's
+    dtype) except the UNROUNDED ones. Its teacher-forced NLL is what `--weights bf16` costs
+    (`soundalike evaluate --weights bf16`). `model` is left as it is."""
+    model = getattr(model, "module", model)
+    kwargs = dict(model.kwargs)
+    if "weight_norm" in kwargs:
+        kwargs["weight_norm"] = False
+    first = next(model.parameters())
+    plain = type(model)(**kwargs).to(device=first.device, dtype=first.dtype).eval()
+    source = dict(model.named_modules())
+    for prefix, module in plain.named_modules():
+        for name, p in module.named_parameters(recurse=False):
+            value = getattr(source[prefix], name)  # a weight-normed module computes its folded weight
+            full = f"{prefix}.{name}" if prefix else name
+            if "weight" in name and p.dim() >= 2 and not full.endswith(UNROUNDED):
+                value = value.to(torch.bfloat16)
+            p.copy_(value)
+    return plain
 
 
 def make_stepper(model: torch.nn.Module, device=None, dtype: torch.dtype | None = None,

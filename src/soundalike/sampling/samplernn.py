@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 
 from . import kernel as _kernel
-from .engine import stepper_placement, weight
+from .engine import stepper_placement, weight, with_bf16_weights
 
 # c: compiled CPU loop; numpy: its fallback; torch: torch ops on any device; graph: those ops captured in a
 # CUDA graph per top frame. auto: c on the CPU, torch elsewhere.
@@ -171,8 +171,9 @@ class SampleRNNStepper:
         state = None
         chunk = L * max(1, 16384 // L)  # bounded memory for long primes (the forward also makes logits)
         x = levels.to(next(self.model.parameters()).device)
+        model = with_bf16_weights(self.model) if self.weights == "bf16" else self.model  # what advance computes
         for start in range(0, total - L, chunk):
-            _, state = self.model(x[:, start:start + L + min(chunk, total - L - start)], state)
+            _, state = model(x[:, start:start + L + min(chunk, total - L - start)], state)
         self.batch = B
         self.states = []
         for s in state:

@@ -21,7 +21,7 @@ import warnings
 import torch
 
 from . import wavenet_kernel as _kernel
-from .engine import stepper_placement, weight
+from .engine import stepper_placement, weight, with_bf16_weights
 from .reference import NoiseStream
 
 # c: compiled CPU loop (wavenet_kernel.py); torch: torch ops on any device; graph: those ops for `hop` samples
@@ -41,7 +41,9 @@ class WaveNetStepper:
         self.weights = weights
         self.backend = self._pick_backend(backend)
         self.threads = 1  # of the compiled loop (the Sampler sets it)
-        self.model = model
+        # With bf16 weights the queues of the initial history and of a prime come from the rounded model too.
+        self.model = with_bf16_weights(model) if weights == "bf16" else model
+        model = self.model
         self.q_levels = model.q_levels
         self.hop = HOP
         self.context = 1  # advance() reads only the newest sample: the queues hold everything older
