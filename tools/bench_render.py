@@ -78,6 +78,29 @@ def plain_timer(generate, model, batch: int, threads: int | None, wall: float):
     return run
 
 
+def read_bandwidth(threads: int | None, mb: int = 512) -> float:
+    """GB/s of a plain streaming read (torch.sum over `mb` MB of float32): what bounds batch-1 speed of models
+    whose weights do not fit in the caches."""
+    x = torch.ones(mb * (1 << 20) // 4)
+    times = []
+    with torch_threads(threads):
+        for _ in range(7):
+            t = time.perf_counter()
+            x.sum()
+            times.append(time.perf_counter() - t)
+    return round(x.numel() * 4 / sorted(times)[3] / 1e9, 1)  # the median: bursts of a shared machine aside
+
+
+def weight_mb_per_sample(model) -> float | None:
+    """MB of float32 weights a batch-1 SampleRNN reads per sample: each frame tier's once per its frame, the
+    sample-level head's every sample (all of it; the zero-skipping head reads about half). None for WaveNet."""
+    if not hasattr(model, "tier_frames"):
+        return None
+    tiers = sum(sum(p.numel() for p in t.parameters()) / n for t, n in zip(model.tiers, model.tier_frames))
+    head = model.mlp.hidden.weight.numel() + model.mlp.output.weight.numel()
+    return round(4 * (tiers + head) / 1e6, 2)
+
+
 def entry(per_stream: float, batch: int) -> dict:
     return {"samples_per_s_per_stream": round(per_stream, 1), "samples_per_s_all": round(per_stream * batch, 1),
             "realtime_x_per_stream": round(per_stream / RATE, 3),
@@ -102,13 +125,16 @@ def main() -> None:
     result = {"device": args.device if args.device == "cpu" else torch.cuda.get_device_name(),
               "cpu": platform.processor() or platform.machine(), "cores": torch.get_num_threads(),
               "torch": torch.__version__, "dtype": args.dtype, "rate_hz": RATE, "configs": {}}
+    if args.device == "cpu":
+        result["memory_read_gb_s"] = {f"threads_{th}": read_bandwidth(th or None) for th in threads}
     for name in args.configs.split(","):
         cfg = load_config(ROOT / "configs" / f"{name}.yaml")
         torch.manual_seed(0)
         model = models.from_config(cfg).eval()
         wavenet = cfg.model.family == "wavenet"
         out = result["configs"][name] = {"family": cfg.model.family,
-                                         "params": sum(p.numel() for p in model.parameters())}
+                                         "params": sum(p.numel() for p in model.parameters()),
+                                         "weight_mb_per_sample": weight_mb_per_sample(model)}
         for batch in [int(b) for b in args.batches.split(",")]:
             row = out[f"batch_{batch}"] = {}
             model.to(args.device)
