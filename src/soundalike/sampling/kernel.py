@@ -37,7 +37,8 @@ SOURCE = r"""
 #endif
 
 // The thread team: the calling thread and `size - 1` helper threads run one job at a time, each its share
-// (`run(f)` calls f(0) here and f(t) on helper t, and returns when all are done). Helpers spin between jobs
+// (`run(f, n)` calls f(0) here and f(t) on helpers 1..n-1, and returns when all are done; a small job is
+// split into fewer parts than there are threads, see `parts`). Helpers spin between jobs
 // (a job comes every few microseconds while sampling), then sleep once idle for about a millisecond. Work
 // is split by output rows, so every output is computed by the same code in the same order whatever the
 // team's size: results are bitwise identical for any number of threads.
@@ -46,8 +47,11 @@ struct State {
     int size = 1, created = 0;
     int64_t min_split = 0;  // below this many multiply-adds a job is not split (set by load(): MIN_SPLIT)
     pid_t pid = 0;
-    std::atomic<uint64_t> epoch{0};
-    std::atomic<int> left{0};      // helpers still working on the current job
+    // The current job's number << 8 | its number of parts, in one word: a helper that reads it knows, for
+    // that very job, whether it takes part (t < parts); only those read `job` and `ctx`, which the caller
+    // does not change before they are done.
+    std::atomic<uint64_t> word{0};
+    std::atomic<int> left{0};      // parts still being worked on by helpers
     std::atomic<int> sleeping{0};
     void (*job)(const void*, int) = nullptr;
     const void* ctx = nullptr;
@@ -65,16 +69,16 @@ static inline void pause() {
 
 static void helper(State* s, int t, uint64_t seen) {
     for (;;) {
-        uint64_t e;
-        for (int spins = 0; (e = s->epoch.load(std::memory_order_acquire)) == seen;) {
+        uint64_t w;
+        for (int spins = 0; (w = s->word.load(std::memory_order_acquire)) == seen;) {
             if (++spins < (1 << 15)) { pause(); continue; }
             std::unique_lock<std::mutex> lock(s->m);
             s->sleeping.fetch_add(1);
-            s->cv.wait(lock, [&] { return s->epoch.load() != seen; });
+            s->cv.wait(lock, [&] { return s->word.load() != seen; });
             s->sleeping.fetch_sub(1);
         }
-        seen = e;
-        if (t < s->size) {
+        seen = w;
+        if (t < (int)(w & 255)) {
             s->job(s->ctx, t);
             s->left.fetch_sub(1, std::memory_order_acq_rel);
         }
@@ -89,21 +93,31 @@ static void resize(int n, int64_t min_split) {
     if (min_split >= 0) state->min_split = min_split;
     n = n < 1 ? 1 : n > 64 ? 64 : n;
     while (state->created < n - 1)
-        std::thread(helper, state, ++state->created, state->epoch.load()).detach();
+        std::thread(helper, state, ++state->created, state->word.load()).detach();
     state->size = n;
 }
 
 static inline int size() { return state->size; }
-static inline int64_t min_split() { return state->min_split; }
 
+// Into how many parts to split a job of `work` multiply-adds that has `most` parts at the most: one per
+// MIN_SPLIT of work, no more than the team's threads.
+static inline int parts(int64_t work, int64_t most) {
+    const State* s = state;
+    int64_t p = s->min_split > 0 ? work / s->min_split : s->size;
+    p = p < s->size ? p : s->size;
+    p = p < most ? p : most;
+    return p < 1 ? 1 : (int)p;
+}
+
+// f(0) on this thread and f(1) .. f(n - 1) on helpers; returns when all are done.
 template <typename F>
-static void run(const F& f) {
+static void run(const F& f, int n) {
     State* s = state;
-    if (s->size == 1) { f(0); return; }
+    if (n <= 1) { f(0); return; }
     s->job = [](const void* c, int t) { (*(const F*)c)(t); };
     s->ctx = &f;
-    s->left.store(s->size - 1, std::memory_order_relaxed);
-    s->epoch.fetch_add(1);
+    s->left.store(n - 1, std::memory_order_relaxed);
+    s->word.store(((s->word.load(std::memory_order_relaxed) >> 8) + 1) << 8 | (uint64_t)n);
     if (s->sleeping.load() > 0) {
         std::lock_guard<std::mutex> lock(s->m);
         s->cv.notify_all();
@@ -225,19 +239,15 @@ static void gemv_rows(const W_t* __restrict W, const T* __restrict bias, const T
     }
 }
 
-// gemv_rows over all R rows, split between the team's threads in blocks of 4 rows.
+// gemv_rows over all R rows, split between the team's threads in blocks of 4 rows (see team::parts).
 template <typename T, typename W_t>
 static void gemv(const W_t* W, const T* bias, const T* X, int B, int R, int D, T* Y, bool relu) {
-    const int n = team::size();
-    if (n == 1 || (int64_t)B * R * D < team::min_split() || R < 8 * n) {
-        gemv_rows<T, W_t>(W, bias, X, B, R, D, Y, relu, 0, R);
-        return;
-    }
+    const int n = team::parts((int64_t)B * R * D, R / 8);
     const int blocks = R / 4;
     team::run([&](int t) {
         gemv_rows<T, W_t>(W, bias, X, B, R, D, Y, relu, blocks * t / n * 4,
                           t == n - 1 ? R : blocks * (t + 1) / n * 4);
-    });
+    }, n);
 }
 
 // y = bias + sum over the nonzero x[k] of x[k] * WT[k] (optionally ReLU), WT (D x R) row-major: W transposed.
@@ -282,16 +292,12 @@ static void gemv_sparse(const W_t* WT, const T* bias, const T* x, int R, int D, 
     constexpr int N = 64 / sizeof(T);
     int m = 0;
     for (int k = 0; k < D; k++) if (x[k] != 0) nz[m++] = k;
-    const int n = team::size();
-    if (n == 1 || (int64_t)m * R < team::min_split() || R < 2 * N * n) {
-        gemv_sparse_cols<T, W_t>(WT, bias, x, R, y, relu, nz, m, 0, R);
-        return;
-    }
+    const int n = team::parts((int64_t)m * R, R / (2 * N));
     const int vecs = R / N;
     team::run([&](int t) {
         gemv_sparse_cols<T, W_t>(WT, bias, x, R, y, relu, nz, m, vecs * t / n * N,
                                  t == n - 1 ? R : vecs * (t + 1) / n * N);
-    });
+    }, n);
 }
 
 // Sample pos + j of each of the B streams from its logits lg (B, Q) by the randomness contract's Gumbel-max
