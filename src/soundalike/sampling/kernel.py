@@ -39,7 +39,9 @@ SOURCE = r"""
 // The thread team: the calling thread and `size - 1` helper threads run one job at a time, each its share
 // (`run(f, n)` calls f(0) here and f(t) on helpers 1..n-1, and returns when all are done; a small job is
 // split into fewer parts than there are threads, see `parts`). Helpers spin between jobs
-// (a job comes every few microseconds while sampling), then sleep once idle for about a millisecond. Work
+// (a job comes every few microseconds while sampling), then yield the core, then sleep once idle for a few
+// milliseconds; a waiting caller spins, then yields (with more threads than free cores, the thread it waits
+// for may need its core). Work
 // is split by output rows, so every output is computed by the same code in the same order whatever the
 // team's size: results are bitwise identical for any number of threads.
 namespace team {
@@ -71,7 +73,8 @@ static void helper(State* s, int t, uint64_t seen) {
     for (;;) {
         uint64_t w;
         for (int spins = 0; (w = s->word.load(std::memory_order_acquire)) == seen;) {
-            if (++spins < (1 << 15)) { pause(); continue; }
+            if (++spins < (1 << 10)) { pause(); continue; }
+            if (spins < (1 << 14)) { std::this_thread::yield(); continue; }  // let a descheduled caller run
             std::unique_lock<std::mutex> lock(s->m);
             s->sleeping.fetch_add(1);
             s->cv.wait(lock, [&] { return s->word.load() != seen; });
@@ -123,7 +126,9 @@ static void run(const F& f, int n) {
         s->cv.notify_all();
     }
     f(0);
-    while (s->left.load(std::memory_order_acquire) > 0) pause();
+    // Spin, then yield: with more threads than free cores a helper may be waiting for this very core.
+    for (int spins = 0; s->left.load(std::memory_order_acquire) > 0;)
+        if (++spins < (1 << 10)) pause(); else std::this_thread::yield();
 }
 
 }  // namespace team
