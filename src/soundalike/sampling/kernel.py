@@ -10,7 +10,9 @@ history it reads from. In Python that is ~10 dispatches per sample; here one for
 
 Batch-1 speed is bounded by reading the weights (L2 / L3 / DRAM), so the matrix-vector products stream
 four rows at a time with 512-bit vectors; `_bf16` variants read bfloat16-stored weights and widen them
-exactly. The source is compiled at first use (about two seconds) and loaded by `compiler.py`. Without a
+exactly. `set_threads(n, min_split)` sizes a thread team that splits each product by output rows between
+n threads (`team` in the source; the WaveNet kernel shares it), with bitwise the same results for any n:
+two cores read memory faster than one. The source is compiled at first use (about two seconds) and loaded by `compiler.py`. Without a
 compiler, `load()` returns None and callers fall back to `mlp_frame_numpy` for the samples and torch ops
 for the tiers.
 """
