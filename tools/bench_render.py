@@ -6,8 +6,9 @@ in all, and the real-time factor at 16 kHz, of
   reference_threads_N  the plain reference generator of the model family, one sample per call
                   (SampleRNN: `sampling.reference`; WaveNet: the model's own Fast WaveNet queues),
   naive_threads_N WaveNet only: the full causal forward pass over the receptive field for every sample.
-Speed-ups compare the fastest fast run with the fastest run of each plain generator. Every timed run lasts about `--wall` seconds; the result is the best of `--repeats` rounds that interleave
-them all, so that the ratios hold on a machine whose load changes. Prints JSON.
+Speed-ups compare the fastest fast run with the fastest run of each plain generator. Every timed run lasts
+about `--wall` seconds; the result is the best of `--repeats` rounds that interleave them all, so that the
+ratios hold on a machine whose load changes. Prints JSON.
 Usage: .venv/bin/python tools/bench_render.py [--configs demo,beatles,samplernn-3tier,wavenet-demo,wavenet]
        [--batches 1,16] [--threads 1,2] [--device cpu|cuda] [--no-reference]
 """

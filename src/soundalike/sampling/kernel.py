@@ -12,9 +12,9 @@ Batch-1 speed is bounded by reading the weights (L2 / L3 / DRAM), so the matrix-
 four rows at a time with 512-bit vectors; `_bf16` variants read bfloat16-stored weights and widen them
 exactly. `set_threads(n, min_split)` sizes a thread team that splits each product by output rows between
 n threads (`team` in the source; the WaveNet kernel shares it), with bitwise the same results for any n:
-two cores read memory faster than one. The source is compiled at first use (about two seconds) and loaded by `compiler.py`. Without a
-compiler, `load()` returns None and callers fall back to `mlp_frame_numpy` for the samples and torch ops
-for the tiers.
+two cores read memory faster than one. The source is compiled at first use (about two seconds) and loaded
+by `compiler.py`. Without a compiler, `load()` returns None and callers fall back to `mlp_frame_numpy` for
+the samples and torch ops for the tiers.
 """
 
 from __future__ import annotations
@@ -43,9 +43,8 @@ SOURCE = r"""
 // split into fewer parts than there are threads, see `parts`). Helpers spin between jobs
 // (a job comes every few microseconds while sampling), then yield the core, then sleep once idle for a few
 // milliseconds; a waiting caller spins, then yields (with more threads than free cores, the thread it waits
-// for may need its core). Work
-// is split by output rows, so every output is computed by the same code in the same order whatever the
-// team's size: results are bitwise identical for any number of threads.
+// for may need its core). Work is split by output rows, so every output is computed by the same code in the
+// same order whatever the team's size: results are bitwise identical for any number of threads.
 namespace team {
 struct State {
     int size = 1, created = 0;

@@ -110,7 +110,8 @@ class SampleRNNStepper:
         self.states = []
         for t in self.tiers:
             # A copy, also at batch 1: the state is updated in place and t.h0 may be the model's parameter.
-            h0 = t.h0.expand(-1, -1, batch, -1).clone(memory_format=torch.contiguous_format)  # (n_states, n_rnn, B, dim)
+            # (n_states, n_rnn, B, dim)
+            h0 = t.h0.expand(-1, -1, batch, -1).clone(memory_format=torch.contiguous_format)
             self.states.append(h0)
         self._alloc()
 

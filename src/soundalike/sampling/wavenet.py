@@ -27,8 +27,9 @@ from .reference import NoiseStream
 # c: compiled CPU loop (wavenet_kernel.py); torch: torch ops on any device; graph: those ops for `hop` samples
 # captured in one CUDA graph. auto: c on the CPU, torch elsewhere (as for SampleRNN).
 BACKENDS = ("auto", "c", "torch", "graph")
-# Weights (engine.WEIGHTS) "bf16": the matrices rounded to bfloat16 (the SampleRNN stepper's option); here the
-# rounded values are stored in the compute dtype, so it changes the numbers, not the speed.
+# Weights (engine.WEIGHTS) "bf16": the stepper is built from `engine.with_bf16_weights(model)` (the matrices
+# rounded to bfloat16, the rule both families share); the rounded values are stored in the compute dtype, so
+# it changes the numbers, not the speed.
 HOP = 64  # samples per advance() call: the engine's per-call bookkeeping is paid once per HOP samples
 
 
@@ -52,19 +53,20 @@ class WaveNetStepper:
         self.k, self.n_layers = k, len(dils)
         self.R, self.D = model.residual_channels, model.dilation_channels
         self.history = model.receptive_field - 1  # samples before the newest input that the queues cover
-        dev, dt, mat = self.device, self.dtype, self._matrix
+        dev, dt = self.device, self.dtype
         with torch.no_grad():
             self.emb = weight(model.embedding.weight, dev, dt)  # (Q, R)
-            w = mat(torch.stack([c.weight for c in model.convs]))  # (L, 2D, R, k)
+            w = weight(torch.stack([c.weight for c in model.convs]), dev, dt)  # (L, 2D, R, k)
             # Past taps, oldest first, as one (k - 1) * R input per layer: (L, (k - 1) * R, 2D).
             self.w_past = w[..., :-1].permute(0, 3, 2, 1).reshape(self.n_layers, (k - 1) * self.R, -1).contiguous()
             self.w_new = w[..., -1].transpose(1, 2).contiguous()  # (L, R, 2D)
             self.b_conv = weight(torch.stack([c.bias for c in model.convs])[:, None, :], dev, dt)  # (L, 1, 2D)
-            self.w_res = [mat(r.weight[:, :, 0].t()) for r in model.residual]  # (D, R) each
-            self.w_skip = mat(model.skip.weight[:, :, 0].t())  # (L * D, S)
+            self.w_res = [weight(r.weight[:, :, 0].t(), dev, dt) for r in model.residual]  # (D, R) each
+            self.w_skip = weight(model.skip.weight[:, :, 0].t(), dev, dt)  # (L * D, S)
             self.b_skip = weight(model.skip.bias, dev, dt)
-            self.w_hid, self.b_hid = mat(model.out_hidden.weight[:, :, 0].t()), weight(model.out_hidden.bias, dev, dt)
-            self.w_out, self.b_out = mat(model.out.weight[:, :, 0].t()), weight(model.out.bias, dev, dt)
+            self.w_hid = weight(model.out_hidden.weight[:, :, 0].t(), dev, dt)
+            self.b_hid = weight(model.out_hidden.bias, dev, dt)
+            self.w_out, self.b_out = weight(model.out.weight[:, :, 0].t(), dev, dt), weight(model.out.bias, dev, dt)
         sizes = [(k - 1) * d for d in dils]
         offsets = torch.tensor([0] + sizes[:-1]).cumsum(0)
         size = torch.tensor(sizes)
@@ -81,12 +83,6 @@ class WaveNetStepper:
         if self.backend == "c":
             self._c_weights(model, torch.tensor(dils, dtype=torch.int32), offsets)
 
-    def _matrix(self, t: torch.Tensor) -> torch.Tensor:
-        """A weight matrix in the compute dtype on the device, rounded to bfloat16 first with weights='bf16'."""
-        if self.weights == "bf16":
-            t = t.detach().to(torch.bfloat16)
-        return weight(t, self.device, self.dtype)
-
     def _pick_backend(self, backend: str) -> str:
         if backend == "graph" and self.device.type != "cuda":
             raise ValueError("backend 'graph' (CUDA graphs) needs a CUDA device")
@@ -101,16 +97,17 @@ class WaveNetStepper:
 
     def _c_weights(self, model, dils: torch.Tensor, offsets: torch.Tensor) -> None:
         """The kernel's weight layout (see wavenet_kernel.SOURCE); the tensors live on self, the kernel gets pointers."""
-        dt, L, k, mat = self.dtype, self.n_layers, self.k, self._matrix
+        dev, dt, L, k = self.device, self.dtype, self.n_layers, self.k
         with torch.no_grad():
             w = torch.stack([c.weight for c in model.convs])  # (L, 2D, R, k)
             self._c = [dils.contiguous(), offsets.to(torch.int64).contiguous(), self.emb,
-                       mat(w.transpose(2, 3).reshape(L, 2 * self.D, k * self.R)),
+                       weight(w.transpose(2, 3).reshape(L, 2 * self.D, k * self.R), dev, dt),
                        self.b_conv[:, 0].contiguous(),
-                       mat(torch.stack([r.weight[:, :, 0] for r in model.residual]) if L > 1 else torch.zeros(1)),
-                       mat(model.skip.weight[:, :, 0]), self.b_skip,
-                       mat(model.out_hidden.weight[:, :, 0]), self.b_hid,
-                       mat(model.out.weight[:, :, 0]), self.b_out]
+                       weight(torch.stack([r.weight[:, :, 0] for r in model.residual]) if L > 1
+                              else torch.zeros(1), dev, dt),
+                       weight(model.skip.weight[:, :, 0], dev, dt), self.b_skip,
+                       weight(model.out_hidden.weight[:, :, 0], dev, dt), self.b_hid,
+                       weight(model.out.weight[:, :, 0], dev, dt), self.b_out]
         self._fn = _kernel.load().wavenet_f32 if dt == torch.float32 else _kernel.load().wavenet_f64
         S, O = model.skip.out_channels, model.out_hidden.out_channels
         self._dims = (L, k, self.R, self.D, S, O, self.q_levels)
