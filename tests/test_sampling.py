@@ -76,19 +76,23 @@ def test_logits_used_match_teacher_forced_forward(path):
     torch.testing.assert_close(logits.float(), forced, rtol=1e-4, atol=1e-4)
 
 
+@pytest.mark.parametrize("weights", ["bf16", "int8"])
 @pytest.mark.parametrize("path", SAMPLERNN_CONFIGS, ids=lambda p: p.stem)
-def test_bf16_weights_compiled_equals_torch_on_the_same_rounded_weights(path):
-    """weights="bf16": the compiled loop stores bfloat16 and widens exactly; torch ops use the rounded values."""
+@pytest.mark.parametrize("batch", [1, 3])  # the head's sparse product (1) and dense product (3)
+def test_compact_weights_compiled_equals_torch_on_the_same_rounded_weights(path, weights, batch):
+    """weights="bf16" / "int8": the compiled loop stores bfloat16 (widened exactly) / int8 with per-row scales;
+    torch ops use the rounded values. float64: the same samples, logits equal to rounding."""
     if kernel.load() is None:
         pytest.skip("no C++ compiler")
     model = shipped(path, dim=40)  # 40: not a multiple of the vector width, so the scalar tails run too
     n = 2 * model.lookback + 9
-    kw = {"batch": 2, "temperature": [0.05, 1.0], "seed": 4, "weights": "bf16"}
-    emulated = generate(model, n, backend="torch", **kw)
-    assert torch.equal(generate(model, n, backend="c", **kw), emulated)
-    _, rounded = Sampler(model, 2, seed=4, weights="bf16").generate(n, logits=True)
-    _, full = Sampler(model, 2, seed=4).generate(n, logits=True)
-    assert not torch.equal(rounded, full)  # the option does change the weights
+    kw = {"temperature": TEMPS[:batch], "seed": 4, "weights": weights}
+    fast, fast_logits = Sampler(model, batch, backend="c", **kw).generate(n, logits=True)
+    emulated, emulated_logits = Sampler(model, batch, backend="torch", **kw).generate(n, logits=True)
+    assert torch.equal(fast, emulated)
+    torch.testing.assert_close(fast_logits, emulated_logits, rtol=1e-12, atol=1e-12)
+    _, full = Sampler(model, batch, seed=4, backend="c").generate(n, logits=True)
+    assert (fast_logits - full).abs().max() > 1e-6  # the option does change the weights
 
 
 def test_crossing_noise_blocks_and_history_shifts(monkeypatch, backend):
@@ -211,6 +215,19 @@ def test_cuda_logits_match_teacher_forced_forward(path):
     torch.testing.assert_close(logits.float(), forced.cpu(), rtol=1e-3, atol=1e-3)
 
 
+def test_int8_quantization_rounds_each_row_to_its_own_scale():
+    w = torch.randn(6, 5, 3, dtype=torch.float64)
+    w[2] = 0
+    w[4, 0, 0] = 1000.0  # one large weight sets its row's scale alone
+    q, scale = engine.quantize_int8(w)
+    assert q.dtype == torch.int8 and q.shape == w.shape and scale.dtype == torch.float32
+    assert scale[2] == 1 and not q[2].any()
+    flat = q.reshape(6, -1).double() * scale.double()[:, None]
+    assert (flat - w.reshape(6, -1)).abs().le(scale.double()[:, None] / 2 + 1e-6).all()
+    assert q.reshape(6, -1).abs().amax(dim=1).tolist() == [127, 127, 0, 127, 127, 127]
+    torch.testing.assert_close(engine.compact(w, "int8"), flat.reshape(w.shape), rtol=0, atol=0)
+
+
 def test_numpy_and_c_kernels_agree_on_random_inputs():
     if kernel.load() is None:
         pytest.skip("no C++ compiler")
@@ -263,13 +280,17 @@ def test_cuda_bfloat16_runs():
     assert out.shape == (2, 2 * model.lookback) and 0 <= out.min() and out.max() < model.q_levels
 
 
+@pytest.mark.parametrize("weights", ["full", "int8"])
 @pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.stem)
 @pytest.mark.parametrize("batch", [1, 3])
-def test_compiled_loops_give_the_same_bits_with_any_number_of_threads(path, batch):
+def test_compiled_loops_give_the_same_bits_with_any_number_of_threads(path, batch, weights):
     """Every matrix product split between 3 threads (odd shares, scalar tails) gives bitwise the samples and
-    logits of one thread, float32 as in production, for every shipped config of either family."""
+    logits of one thread, float32 as in production, for every shipped config of either family (and the
+    compiled SampleRNN loop's int8 products)."""
     if kernel.load() is None:
         pytest.skip("no C++ compiler")
+    if weights != "full" and load_config(path).model.family == "wavenet":
+        pytest.skip("WaveNet computes with the rounded values in float32: the same products as full")
     from tests.test_wavenet import shipped as shipped_wavenet
 
     wavenet = load_config(path).model.family == "wavenet"
@@ -284,7 +305,7 @@ def test_compiled_loops_give_the_same_bits_with_any_number_of_threads(path, batc
         for threads, min_split in [(1, -1), (3, 0), (5, kernel.MIN_SPLIT)]:
             for lib in libs:
                 assert lib.set_threads(threads, min_split) == threads
-            sampler = Sampler(model, batch, TEMPS[:batch], seed=5, threads=threads)
+            sampler = Sampler(model, batch, TEMPS[:batch], seed=5, threads=threads, weights=weights)
             runs.append(sampler.generate(n, logits=True))
     finally:
         for lib in libs:
@@ -310,10 +331,11 @@ def test_generating_leaves_the_model_untouched(batch, backend):
     assert torch.equal(first[0], again[0]) and torch.equal(first[1], again[1])
 
 
+@pytest.mark.parametrize("weights", ["bf16", "int8"])
 @pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.stem)
-def test_bf16_weights_model_is_what_the_sampler_computes(path):
-    """engine.with_bf16_weights (behind `evaluate --weights bf16`) gives, teacher-forced, the logits the
-    sampler used with weights="bf16": the NLL it reports is the option's real cost. float64, so that only the
+def test_compact_weights_model_is_what_the_sampler_computes(path, weights):
+    """engine.with_compact_weights (behind `evaluate --weights`) gives, teacher-forced, the logits the sampler
+    used with the same `weights`: the NLL it reports is the option's real cost. float64, so that only the
     rounding of the weights differs from full precision."""
     from tests.test_wavenet import shipped as shipped_wavenet
 
@@ -321,10 +343,10 @@ def test_bf16_weights_model_is_what_the_sampler_computes(path):
     model = shipped_wavenet(path, channels=12) if wavenet else shipped(path, dim=40)
     L, B = model.lookback, 2
     T = 2 * Sampler(model, B).stepper.hop  # SampleRNN: whole top frames, as its forward wants
-    levels, logits = Sampler(model, B, [1.0, 0.2], seed=6, weights="bf16").generate(T, logits=True)
+    levels, logits = Sampler(model, B, [1.0, 0.2], seed=6, weights=weights).generate(T, logits=True)
     x = torch.cat([torch.full((B, L), model.q_levels // 2), levels], dim=1)[:, :L + T]
     with torch.no_grad():
-        rounded, _ = engine.with_bf16_weights(model)(x)
+        rounded, _ = engine.with_compact_weights(model, weights)(x)
         full, _ = model(x)
     torch.testing.assert_close(logits, rounded, rtol=1e-9, atol=1e-9)
     assert (logits - full).abs().max() > 1e-5  # the rounding is there, and the copy left the model as it was

@@ -57,9 +57,10 @@ def test_training_learns_and_writes_the_run_folder(tiny_dataset, tmp_path):
     # the checkpoint alone evaluates, on the test split, in bits per sample
     r = evaluate_checkpoint(str(run / "checkpoints" / "best.pt"), "test")
     assert 0 < r["bits"] < r["marginal_entropy_bits"]
-    # and with the weights render --weights bf16 uses: another model, costing little
-    b = evaluate_checkpoint(str(run / "checkpoints" / "best.pt"), "test", weights="bf16")
-    assert b["weights"] == "bf16" and b["bits"] != r["bits"] and abs(b["bits"] - r["bits"]) < 0.05
+    # and with the weights render --weights bf16 / int8 uses: other models, costing little
+    for weights in ("bf16", "int8"):
+        b = evaluate_checkpoint(str(run / "checkpoints" / "best.pt"), "test", weights=weights)
+        assert b["weights"] == weights and b["bits"] != r["bits"] and abs(b["bits"] - r["bits"]) < 0.05
 
 
 def test_numbered_checkpoints_keep_the_last_k(tiny_dataset, tmp_path):

@@ -10,7 +10,7 @@ import torch
 
 from .checkpoint import build_model, load_checkpoint, quantizer_of
 from .data import AudioDataset
-from .sampling.engine import with_bf16_weights
+from .sampling.engine import WEIGHTS, with_compact_weights
 from .train import evaluate_nll, marginal_entropy_bits
 
 
@@ -20,8 +20,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data", help="dataset folder; default: the one the model was trained on")
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    p.add_argument("--weights", choices=("full", "bf16"), default="full",
-                   help="bf16: the weight matrices rounded as `render --weights bf16` stores them, to see its cost")
+    p.add_argument("--weights", choices=WEIGHTS, default="full",
+                   help="bf16 / int8: the weight matrices rounded as `render --weights` stores them, to see the "
+                        "cost")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of text")
 
 
@@ -30,8 +31,8 @@ def evaluate_checkpoint(ckpt_path: str, split: str, data: str | None = None, bat
     """{'bits': NLL bits/sample, 'marginal_entropy_bits': ..., 'samples': n, 'split': ...}."""
     ckpt = load_checkpoint(ckpt_path)
     model = build_model(ckpt).to(device)
-    if weights == "bf16":
-        model = with_bf16_weights(model)
+    if weights != "full":
+        model = with_compact_weights(model, weights)
     cfg = ckpt["config"]
     dataset = AudioDataset(data or cfg["data"]["path"], quantizer_of(ckpt), split)
     result = evaluate_nll(model, dataset, batch_size, cfg["train"]["seq_len"], torch.device(device))
@@ -47,5 +48,5 @@ def run(args: argparse.Namespace) -> int:
     else:
         print(f"{r['split']}: {r['bits']:.4f} bits/sample over {r['samples']:,} samples "
               f"(marginal entropy {r['marginal_entropy_bits']:.4f} bits; checkpoint step {r['step']}"
-              f"{'; bf16 weights' if r['weights'] == 'bf16' else ''})")
+              f"{'' if r['weights'] == 'full' else '; ' + r['weights'] + ' weights'})")
     return 0

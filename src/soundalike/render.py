@@ -33,6 +33,7 @@ from .atomic import atomic_path, write_json
 from .audio import iter_blocks
 from .errors import UserError
 from .quantize import Quantizer
+from .sampling.engine import WEIGHTS
 
 STATE = ".render-state.pt"
 SUBTYPE = "PCM_16"  # enough for every quantizer (at most 65536 levels)
@@ -56,9 +57,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                                                     "only --seconds (a new length), --device and --threads apply")
     p.add_argument("--threads", type=int, default=0,
                    help="CPU threads (default 0: one per core; 1 when the cores are busy with other work)")
-    p.add_argument("--weights", choices=("full", "bf16"), default="full",
-                   help="bf16: weight matrices rounded to bfloat16, arithmetic still float32; up to ~25%% faster "
-                        "for large models on the CPU, slightly different samples (default full)")
+    p.add_argument("--weights", choices=WEIGHTS, default="full",
+                   help="full (default): the model as trained. bf16 / int8: weight matrices stored as bfloat16 / "
+                        "8-bit integers with a scale per row, arithmetic still float32: for large SampleRNNs on "
+                        "the CPU up to ~2x / ~3.5x faster, a slightly different model (its cost: `soundalike "
+                        "evaluate --weights`)")
     p.add_argument("--block-seconds", type=float, default=1.0,
                    help="audio per write and resume point (default 1)")
     p.add_argument("--runs", default="runs", help="runs folder searched for the default checkpoint")

@@ -23,9 +23,10 @@ from .reference import NoiseStream
 # model class name -> "module:StepperClass", for models that do not build their own stepper
 STEPPERS = {"SampleRNN": "soundalike.sampling.samplernn:SampleRNNStepper"}
 
-# A stepper's weight storage. full: the compute dtype. bf16: weight matrices rounded to bfloat16 (what each
-# family does with that is documented beside its stepper).
-WEIGHTS = ("full", "bf16")
+# A stepper's weight storage. full: the compute dtype. bf16: weight matrices rounded to bfloat16. int8: each
+# output row of a weight matrix as 8-bit integers times one float32 scale (`quantize_int8`). What each family
+# does with that is documented beside its stepper; `with_compact_weights` is the model either computes.
+WEIGHTS = ("full", "bf16", "int8")
 # Weight matrices that no stepper stores rounded: embeddings, and SampleRNN's sample-level input layer, which
 # the stepper folds with the embedding into exact lookup tables.
 UNROUNDED = ("embedding.weight", "mlp.input.weight")
@@ -84,12 +85,32 @@ def weight(t: torch.Tensor, device, dtype) -> torch.Tensor:
     return t.detach().to(device=device, dtype=dtype).contiguous()
 
 
+def quantize_int8(w: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Weights (R, ...) -> int8 levels q of the same shape and float32 scales (R,): each output row r is
+    q[r] * scale[r], scale[r] = max |w[r]| / 127 (1 for a zero row), q rounded to nearest, in float32."""
+    w32 = w.detach().float().reshape(len(w), -1)
+    scale = w32.abs().amax(dim=1) / 127
+    scale = torch.where(scale > 0, scale, torch.ones_like(scale))
+    q = torch.round(w32 / scale[:, None]).clamp_(-127, 127).to(torch.int8)
+    return q.reshape(w.shape), scale
+
+
+def compact(w: torch.Tensor, weights: str) -> torch.Tensor:
+    """The values a stepper computes with when it stores weight matrix `w` as `weights`, in w's dtype."""
+    if weights == "bf16":
+        return w.to(torch.bfloat16).to(w.dtype)
+    if weights == "int8":
+        q, scale = quantize_int8(w)
+        return q.to(w.dtype) * scale.to(w.dtype).reshape(-1, *[1] * (w.dim() - 1))  # exact in float64
+    return w
+
+
 @torch.no_grad()
-def with_bf16_weights(model: torch.nn.Module) -> torch.nn.Module:
-    """A new model computing what `model`'s stepper computes with weights="bf16": the same model without
-    weight norm, holding the folded weights, every weight matrix rounded to bfloat16 (kept in the model's
-    dtype) except the UNROUNDED ones. Its teacher-forced NLL is what `--weights bf16` costs
-    (`soundalike evaluate --weights bf16`). `model` is left as it is."""
+def with_compact_weights(model: torch.nn.Module, weights: str) -> torch.nn.Module:
+    """A new model computing what `model`'s stepper computes with `weights` ("bf16" or "int8"): the same
+    model without weight norm, holding the folded weights, every weight matrix but the UNROUNDED ones
+    rounded by `compact` (kept in the model's dtype). Its teacher-forced NLL is what `--weights` costs
+    (`soundalike evaluate --weights`). `model` is left as it is."""
     model = getattr(model, "module", model)
     kwargs = dict(model.kwargs)
     if "weight_norm" in kwargs:
@@ -102,7 +123,7 @@ def with_bf16_weights(model: torch.nn.Module) -> torch.nn.Module:
             value = getattr(source[prefix], name)  # a weight-normed module computes its folded weight
             full = f"{prefix}.{name}" if prefix else name
             if "weight" in name and p.dim() >= 2 and not full.endswith(UNROUNDED):
-                value = value.to(torch.bfloat16)
+                value = compact(value, weights)
             p.copy_(value)
     return plain
 

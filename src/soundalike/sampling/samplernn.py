@@ -17,13 +17,14 @@ import torch
 import torch.nn.functional as F
 
 from . import kernel as _kernel
-from .engine import stepper_placement, weight, with_bf16_weights
+from .engine import compact, quantize_int8, stepper_placement, weight, with_compact_weights
 
 # c: compiled CPU loop; numpy: its fallback; torch: torch ops on any device; graph: those ops captured in a
 # CUDA graph per top frame. auto: c on the CPU, torch elsewhere.
 BACKENDS = ("auto", "c", "numpy", "torch", "graph")
-# Weights (engine.WEIGHTS) "bf16": the matrices rounded to bfloat16 and stored so by the compiled loop (half
-# the memory traffic, which bounds batch-1 speed); arithmetic still in the compute dtype.
+# Weights (engine.WEIGHTS) "bf16" / "int8": the matrices rounded to bfloat16 / quantized to int8 with a scale
+# per row, and stored so by the compiled loop (1/2 / 1/4 of the memory traffic, which bounds batch-1 speed);
+# arithmetic still in the compute dtype. Other backends compute with the same rounded values.
 SPARSE_MAX_BATCH = 2  # up to this many streams the compiled head skips zero inputs per stream (measured)
 
 
@@ -66,27 +67,44 @@ class SampleRNNStepper:
         self.offsets = torch.arange(self.frame_sizes[0], device=self.device) * self.q_levels
         self.backend = self._pick_backend(backend)
         self.threads = 1  # of the compiled loop (the Sampler sets it)
-        if weights == "bf16":
-            self._round_matrices()
+        if weights != "full":
+            self._compact_matrices()
+        elif self.backend == "c":  # the head's transposed weights, for the sparse product
+            self.w1t, self.w2t = self.w1.t().contiguous(), self.w2.t().contiguous()
         # Levels -> grid in the model's own precision (bf16 would round large level numbers).
         self._grid_dtype = self.dtype if self.dtype in (torch.float32, torch.float64) else torch.float32
         self.states: list = []
         self.batch = 0
 
-    def _round_matrices(self) -> None:
-        """Store every weight matrix as bfloat16 (the compiled loop widens it exactly to float32 / float64 on
-        load); other backends compute with the same rounded values in their own dtype."""
-        keep = torch.bfloat16 if self.backend == "c" else self.dtype
-
-        def rounded(w: torch.Tensor) -> torch.Tensor:
-            return w.to(torch.bfloat16).to(keep).contiguous()
+    def _compact_matrices(self) -> None:
+        """Every weight matrix (those `engine.with_compact_weights` rounds) as the compiled loop stores it:
+        bfloat16 (widened exactly on load), or int8 with its float32 scales after the matrix's bytes at the
+        next multiple of 64 (see kernel.py). Other backends get the rounded values in their own dtype."""
+        if self.backend != "c":
+            def stored(w: torch.Tensor, transposed: bool = False) -> torch.Tensor:
+                return compact(w, self.weights).contiguous()
+        elif self.weights == "bf16":
+            def stored(w: torch.Tensor, transposed: bool = False) -> torch.Tensor:
+                w = w.to(torch.bfloat16)
+                return (w.t() if transposed else w).contiguous()
+        else:
+            def stored(w: torch.Tensor, transposed: bool = False) -> torch.Tensor:
+                q, scale = quantize_int8(w)
+                q = q.t() if transposed else q
+                start = -(-q.numel() // 64) * 64
+                packed = torch.zeros(start + 4 * len(scale), dtype=torch.uint8)
+                packed[:q.numel()] = q.contiguous().view(torch.uint8).reshape(-1)
+                packed[start:].view(torch.float32)[:] = scale
+                return packed
 
         for t in self.tiers:
-            t.w_in, t.w_up = rounded(t.w_in), rounded(t.w_up)
-            t.layers = [(rounded(w_ih), rounded(w_hh), b_ih, b_hh) for w_ih, w_hh, b_ih, b_hh in t.layers]
+            t.w_in, t.w_up = stored(t.w_in), stored(t.w_up)
+            t.layers = [(stored(w_ih), stored(w_hh), b_ih, b_hh) for w_ih, w_hh, b_ih, b_hh in t.layers]
             if t.skip:
-                t.w_skip = rounded(t.w_skip)
-        self.w1, self.w2 = rounded(self.w1), rounded(self.w2)
+                t.w_skip = stored(t.w_skip)
+        if self.backend == "c":  # the head's transposed weights too, for the sparse product
+            self.w1t, self.w2t = stored(self.w1, transposed=True), stored(self.w2, transposed=True)
+        self.w1, self.w2 = stored(self.w1), stored(self.w2)
 
     def _pick_backend(self, backend: str) -> str:
         cpu_ok = self.device.type == "cpu" and self.dtype in (torch.float32, torch.float64)
@@ -120,12 +138,11 @@ class SampleRNNStepper:
         self._graph = None  # captured on the state tensors of the moment: capture again
         if self.backend == "c":
             self._lib = _kernel.load()
-            suffix = ("f32" if self.dtype == torch.float32 else "f64") + ("_bf16" if self.weights == "bf16" else "")
+            suffix = ("f32" if self.dtype == torch.float32 else "f64") + ("" if self.weights == "full" else
+                                                                          f"_{self.weights}")
             self._top_fn = getattr(self._lib, f"top_frame_{suffix}")
             self._alloc_tiers()
             self._work = torch.empty(B * (2 * D + Q) + D, dtype=self.dtype)  # + D ints of nonzero indices
-            if not hasattr(self, "w1t"):
-                self.w1t, self.w2t = self.w1.t().contiguous(), self.w2.t().contiguous()
             # Weight pointers fixed for this batch (the tensors live on self).
             self._wargs = (self.w1.data_ptr(), self.b1.data_ptr(), self.w2.data_ptr(), self.b2.data_ptr(),
                            self.w1t.data_ptr(), self.w2t.data_ptr(), int(B <= SPARSE_MAX_BATCH))
@@ -172,7 +189,8 @@ class SampleRNNStepper:
         state = None
         chunk = L * max(1, 16384 // L)  # bounded memory for long primes (the forward also makes logits)
         x = levels.to(next(self.model.parameters()).device)
-        model = with_bf16_weights(self.model) if self.weights == "bf16" else self.model  # what advance computes
+        # What advance computes (a rounded copy, made only while priming).
+        model = self.model if self.weights == "full" else with_compact_weights(self.model, self.weights)
         for start in range(0, total - L, chunk):
             _, state = model(x[:, start:start + L + min(chunk, total - L - start)], state)
         self.batch = B

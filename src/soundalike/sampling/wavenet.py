@@ -21,15 +21,15 @@ import warnings
 import torch
 
 from . import wavenet_kernel as _kernel
-from .engine import stepper_placement, weight, with_bf16_weights
+from .engine import stepper_placement, weight, with_compact_weights
 from .reference import NoiseStream
 
 # c: compiled CPU loop (wavenet_kernel.py); torch: torch ops on any device; graph: those ops for `hop` samples
 # captured in one CUDA graph. auto: c on the CPU, torch elsewhere (as for SampleRNN).
 BACKENDS = ("auto", "c", "torch", "graph")
-# Weights (engine.WEIGHTS) "bf16": the stepper is built from `engine.with_bf16_weights(model)` (the matrices
-# rounded to bfloat16, the rule both families share); the rounded values are stored in the compute dtype, so
-# it changes the numbers, not the speed.
+# Weights (engine.WEIGHTS) "bf16" / "int8": the stepper is built from `engine.with_compact_weights(model, ...)`
+# (the matrices rounded by the rule both families share); the rounded values are stored in the compute dtype,
+# so it changes the numbers, not the speed.
 HOP = 64  # samples per advance() call: the engine's per-call bookkeeping is paid once per HOP samples
 
 
@@ -42,8 +42,8 @@ class WaveNetStepper:
         self.weights = weights
         self.backend = self._pick_backend(backend)
         self.threads = 1  # of the compiled loop (the Sampler sets it)
-        # With bf16 weights the queues of the initial history and of a prime come from the rounded model too.
-        self.model = with_bf16_weights(model) if weights == "bf16" else model
+        # With compact weights the queues of the initial history and of a prime come from the rounded model too.
+        self.model = model if weights == "full" else with_compact_weights(model, weights)
         model = self.model
         self.q_levels = model.q_levels
         self.hop = HOP
