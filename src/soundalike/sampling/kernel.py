@@ -303,16 +303,13 @@ static void gemv(const W_t* W, const T* bias, const T* X, int B, int R, int D, T
     }, n);
 }
 
-// y = bias + sum over the nonzero x[k] of x[k] * WT[k] (optionally ReLU), WT (D x R) row-major: W transposed.
-// After a ReLU about half of x is exactly zero, so this reads about half of the weights that `gemv` reads.
-// Outputs r0 <= r < r1 from the m nonzero inputs nz.
-template <typename T, typename W_t>
-static void gemv_sparse_cols(const W_t* __restrict WT, const T* __restrict bias, const T* __restrict x, int R,
-                             int D, T* __restrict y, bool relu, const int* __restrict nz, int m, int r0, int r1) {
+// y[r..] = sum over the m nonzero inputs nz of x[k] * WT[k, r..], CH vectors at a time from r while they fit
+// before r1; returns where it stopped. Each output sums in the order of nz whatever CH.
+template <int CH, typename T, typename W_t>
+static inline int sparse_pass(const W_t* __restrict WT, const T* __restrict x, int R, T* __restrict y,
+                              const int* __restrict nz, int m, int r, int r1) {
     typedef typename Vec<T>::type V;
     constexpr int N = 64 / sizeof(T);
-    constexpr int CH = 16;  // vectors of y held in registers per pass over the nonzero inputs
-    int r = r0;
     for (; r + CH * N <= r1; r += CH * N) {
         V acc[CH] = {};
         for (int i = 0; i < m; i++) {
@@ -322,11 +319,21 @@ static void gemv_sparse_cols(const W_t* __restrict WT, const T* __restrict bias,
         }
         for (int v = 0; v < CH; v++) std::memcpy(y + r + v * N, &acc[v], sizeof(V));
     }
-    for (; r + N <= r1; r += N) {
-        V acc = {};
-        for (int i = 0; i < m; i++) acc += loadw<T>(WT + (int64_t)nz[i] * R + r) * x[nz[i]];
-        std::memcpy(y + r, &acc, sizeof(V));
-    }
+    return r;
+}
+
+// y = bias + sum over the nonzero x[k] of x[k] * WT[k] (optionally ReLU), WT (D x R) row-major: W transposed.
+// After a ReLU about half of x is exactly zero, so this reads about half of the weights that `gemv` reads.
+// Outputs r0 <= r < r1 from the m nonzero inputs nz.
+template <typename T, typename W_t>
+static void gemv_sparse_cols(const W_t* __restrict WT, const T* __restrict bias, const T* __restrict x, int R,
+                             int D, T* __restrict y, bool relu, const int* __restrict nz, int m, int r0, int r1) {
+    // Passes over the nonzero inputs holding 16, 8, 4, then 1 vector(s) of y in registers: enough
+    // independent sums to hide the FMA latency also for a thread's share of a small product.
+    int r = sparse_pass<16, T, W_t>(WT, x, R, y, nz, m, r0, r1);
+    r = sparse_pass<8, T, W_t>(WT, x, R, y, nz, m, r, r1);
+    r = sparse_pass<4, T, W_t>(WT, x, R, y, nz, m, r, r1);
+    r = sparse_pass<1, T, W_t>(WT, x, R, y, nz, m, r, r1);
     for (; r < r1; r++) {
         T acc = 0;
         for (int i = 0; i < m; i++) acc += scalar<T>(WT[(int64_t)nz[i] * R + r]) * x[nz[i]];
@@ -391,22 +398,27 @@ static void mlp_frame(int B, int n, int C, int Q, int D,
     T* h2 = h + B * D;       // (B, D)
     T* lg = h2 + B * D;      // (B, Q)
     int* nz = (int*)(lg + B * Q);  // (D,)
+    // The input layer: rows of the tables gathered from memory (counted 4x in splitting it between threads).
+    const int gather_parts = team::parts(4 * (int64_t)B * C * D, D / 64);
     for (int j = 0; j < n; j++) {
-        for (int b = 0; b < B; b++) {
-            const int64_t* prev = seq + b * seq_sb + pos + j - C;
-            T* hb = h + (int64_t)b * D;
-            const T* row = tables + prev[0] * D;
-            for (int d = 0; d < D; d++) hb[d] = row[d];
-            for (int p = 1; p < C; p++) {
-                row = tables + ((int64_t)p * Q + prev[p]) * D;
-                for (int d = 0; d < D; d++) hb[d] += row[d];
+        team::run([&](int t) {
+            const int d0 = D / 16 * t / gather_parts * 16, d1 = t == gather_parts - 1 ? D : D / 16 * (t + 1) / gather_parts * 16;
+            for (int b = 0; b < B; b++) {
+                const int64_t* prev = seq + b * seq_sb + pos + j - C;
+                T* hb = h + (int64_t)b * D;
+                const T* row = tables + prev[0] * D;
+                for (int d = d0; d < d1; d++) hb[d] = row[d];
+                for (int p = 1; p < C; p++) {
+                    row = tables + ((int64_t)p * Q + prev[p]) * D;
+                    for (int d = d0; d < d1; d++) hb[d] += row[d];
+                }
+                const T* c = cond + b * cond_sb + (int64_t)j * D;
+                for (int d = d0; d < d1; d++) {
+                    const T v = hb[d] + c[d];
+                    hb[d] = v > 0 ? v : 0;
+                }
             }
-            const T* c = cond + b * cond_sb + (int64_t)j * D;
-            for (int d = 0; d < D; d++) {
-                const T v = hb[d] + c[d];
-                hb[d] = v > 0 ? v : 0;
-            }
-        }
+        }, gather_parts);
         if (sparse) {
             for (int b = 0; b < B; b++) {
                 gemv_sparse<T, W_t>(w1t, b1, h + (int64_t)b * D, D, D, h2 + (int64_t)b * D, true, nz);
@@ -450,25 +462,35 @@ static void tier_step(int B, int F, int R, int D, int L, int lstm, int skip, con
         T* c = state + (L + l) * BD;  // LSTM cell state
         gemv<T, W_t>(w_ih, b_ih, x, B, G, D, gi, false);
         gemv<T, W_t>(w_hh, b_hh, h, B, G, D, gh, false);
-        for (int b = 0; b < B; b++) {
-            const T* a = gi + (int64_t)b * G;
-            const T* e = gh + (int64_t)b * G;
-            T* hb = h + (int64_t)b * D;
-            if (lstm) {
-                T* cb = c + (int64_t)b * D;
-                for (int d = 0; d < D; d++) {
-                    const T in = sigmoid(a[d] + e[d]), fo = sigmoid(a[D + d] + e[D + d]);
-                    const T g = std::tanh(a[2 * D + d] + e[2 * D + d]), o = sigmoid(a[3 * D + d] + e[3 * D + d]);
-                    cb[d] = fo * cb[d] + in * g;
-                    hb[d] = o * std::tanh(cb[d]);
-                }
-            } else {
-                for (int d = 0; d < D; d++) {
-                    const T r = sigmoid(a[d] + e[d]), z = sigmoid(a[D + d] + e[D + d]);
-                    const T n = std::tanh(a[2 * D + d] + r * e[2 * D + d]);
-                    hb[d] = n + z * (hb[d] - n);
+        // The cell, split between threads by units (a unit's ~5 exp / tanh counted as 32 multiply-adds).
+        const int cell_parts = team::parts(32 * (int64_t)B * D, D / 16);
+        team::run([&](int t) {
+            const int d0 = D / 16 * t / cell_parts * 16;
+            const int d1 = t == cell_parts - 1 ? D : D / 16 * (t + 1) / cell_parts * 16;
+            for (int b = 0; b < B; b++) {
+                const T* a = gi + (int64_t)b * G;
+                const T* e = gh + (int64_t)b * G;
+                T* hb = h + (int64_t)b * D;
+                if (lstm) {
+                    T* cb = c + (int64_t)b * D;
+                    for (int d = d0; d < d1; d++) {
+                        const T in = sigmoid(a[d] + e[d]), fo = sigmoid(a[D + d] + e[D + d]);
+                        const T g = std::tanh(a[2 * D + d] + e[2 * D + d]);
+                        const T o = sigmoid(a[3 * D + d] + e[3 * D + d]);
+                        cb[d] = fo * cb[d] + in * g;
+                        hb[d] = o * std::tanh(cb[d]);
+                    }
+                } else {
+                    for (int d = d0; d < d1; d++) {
+                        const T r = sigmoid(a[d] + e[d]), z = sigmoid(a[D + d] + e[D + d]);
+                        const T n = std::tanh(a[2 * D + d] + r * e[2 * D + d]);
+                        hb[d] = n + z * (hb[d] - n);
+                    }
                 }
             }
+        }, cell_parts);
+        for (int b = 0; b < B; b++) {
+            const T* hb = h + (int64_t)b * D;
             std::memcpy(x + (int64_t)b * D, hb, sizeof(T) * D);
             if (skip) std::memcpy(outs + ((int64_t)b * L + l) * D, hb, sizeof(T) * D);
         }
