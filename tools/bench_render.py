@@ -6,11 +6,15 @@ in all, and the real-time factor at 16 kHz, of
   reference_threads_N  the plain reference generator of the model family, one sample per call
                   (SampleRNN: `sampling.reference`; WaveNet: the model's own Fast WaveNet queues),
   naive_threads_N WaveNet only: the full causal forward pass over the receptive field for every sample.
+With `--weights bf16,int8`, also (at the most threads)
+  fast_<w>_weights      the engine storing the weight matrices as bfloat16 / int8 (`render --weights`),
+  reference_<w>_weights the reference generator on the model that computes (`engine.with_compact_weights`:
+                  weight norm folded, matrices rounded), i.e. the plain path on the very same model.
 Speed-ups compare the fastest fast run with the fastest run of each plain generator. Every timed run lasts
 about `--wall` seconds; the result is the best of `--repeats` rounds that interleave them all, so that the
 ratios hold on a machine whose load changes. Prints JSON.
 Usage: .venv/bin/python tools/bench_render.py [--configs demo,beatles,samplernn-3tier,wavenet-demo,wavenet]
-       [--batches 1,16] [--threads 1,2] [--device cpu|cuda] [--no-reference]
+       [--batches 1,16] [--threads 1,2] [--device cpu|cuda] [--no-reference] [--weights bf16,int8]
 """
 
 from __future__ import annotations
@@ -29,7 +33,7 @@ from soundalike import models
 from soundalike.config import load_config
 from soundalike.sampling import Sampler
 from soundalike.sampling import reference_generate as samplernn_reference
-from soundalike.sampling.engine import torch_threads
+from soundalike.sampling.engine import WEIGHTS, torch_threads, with_compact_weights
 from soundalike.sampling.wavenet import naive_generate
 from soundalike.sampling.wavenet import reference_generate as wavenet_reference
 
@@ -102,6 +106,11 @@ def weight_mb_per_sample(model) -> float | None:
     return round(4 * (tiers + head) / 1e6, 2)
 
 
+def rates_of(best: dict, plain: str) -> list[float]:
+    """The rates of the plain generator `plain` on the model as trained, at every thread count."""
+    return [v for key, v in best.items() if key == plain or key.startswith(f"{plain}_threads_")]
+
+
 def entry(per_stream: float, batch: int) -> dict:
     return {"samples_per_s_per_stream": round(per_stream, 1), "samples_per_s_all": round(per_stream * batch, 1),
             "realtime_x_per_stream": round(per_stream / RATE, 3),
@@ -118,10 +127,13 @@ def main() -> None:
     parser.add_argument("--wall", type=float, default=2.0, help="seconds per timed fast run")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--no-reference", action="store_true")
-    parser.add_argument("--bf16-weights", action="store_true",
-                        help="also time weights rounded to bfloat16 (with the most threads)")
+    parser.add_argument("--weights", default="", help="also time these compact weights (comma-separated: "
+                        "bf16,int8), with the most threads, and the reference on the model they compute")
     args = parser.parse_args()
     dtype = getattr(torch, args.dtype)
+    compact = [w for w in args.weights.split(",") if w]
+    if set(compact) - set(WEIGHTS[1:]):
+        parser.error(f"--weights: choose from {WEIGHTS[1:]}")
     threads = [int(t) for t in args.threads.split(",")] if args.device == "cpu" else [0]
     result = {"device": args.device if args.device == "cpu" else torch.cuda.get_device_name(),
               "cpu": platform.processor() or platform.machine(), "cores": torch.get_num_threads(),
@@ -141,12 +153,15 @@ def main() -> None:
             model.to(args.device)
             timers = {f"fast_threads_{th}" if args.device == "cpu" else "fast":
                       fast_timer(model, batch, th or None, args.device, args.wall, dtype) for th in threads}
-            if args.bf16_weights:
-                timers["fast_bf16_weights"] = fast_timer(model, batch, max(threads) or None, args.device,
-                                                         args.wall, dtype, "bf16")
+            for w in compact:
+                timers[f"fast_{w}_weights"] = fast_timer(model, batch, max(threads) or None, args.device, args.wall,
+                                                         dtype, w)
             if not args.no_reference:
                 ref_model = model if args.device == "cpu" else copy.deepcopy(model).cpu()
                 plain = {"reference": wavenet_reference if wavenet else samplernn_reference}
+                for w in compact:
+                    timers[f"reference_{w}_weights"] = plain_timer(
+                        plain["reference"], with_compact_weights(ref_model, w), batch, max(threads) or None, args.wall)
                 if wavenet:
                     plain["naive"] = naive_generate
                 for key, gen in plain.items():
@@ -160,12 +175,17 @@ def main() -> None:
                     best[key] = max(best[key], run())
             for key, rate in best.items():
                 row[key] = entry(rate, batch)
-            fast = max(v for k, v in best.items() if k.startswith("fast") and "bf16" not in k)
+            fast = max(v for k, v in best.items() if k.startswith("fast_threads") or k == "fast")
             speedups = {}  # against each plain generator at its best thread count
             for k in ("reference", "naive"):
-                rates = [v for key, v in best.items() if key == k or key.startswith(f"{k}_threads_")]
+                rates = rates_of(best, k)
                 if rates:
                     speedups[k] = round(fast / max(rates), 1)
+            for w in compact:
+                rate = best[f"fast_{w}_weights"]
+                speedups[f"reference_for_{w}"] = round(rate / max(rates_of(best, "reference")), 1)
+                if f"reference_{w}_weights" in best:
+                    speedups[f"reference_{w}_weights"] = round(rate / best[f"reference_{w}_weights"], 1)
             row.update({f"speedup_vs_{k}": v for k, v in speedups.items()})
             print(f"{name} batch {batch}: {fast:.0f} samples/s per stream, {fast * batch / RATE:.2f}x real time "
                   "in all" + "".join(f", {v}x {k}" for k, v in speedups.items()), flush=True, file=sys.stderr)

@@ -178,8 +178,8 @@ class Sampler:
     output rows (the same samples for any number), and of torch ops when priming or with the numpy / torch
     backends. Around the compiled loops torch itself runs one thread: its ops there (drawing the noise) are
     small, and idle OpenMP workers spin on the cores the loops' helpers need (demo: ~5% slower with two).
-    Measured on 2 cores, 2 threads against 1: the compiled SampleRNN loop 1.1x (demo) to 1.7x
-    (`samplernn-3tier`, whose weights stream from memory) faster at batch 1, 1.6-1.7x at batch 16. On a
+    Measured on 2 cores, 2 threads against 1: the compiled SampleRNN loop 1.3x (demo) to 1.65x
+    (`samplernn-3tier`, whose weights stream from memory) faster at batch 1, 1.65-1.94x at batch 16. On a
     machine whose cores are busy with other work, 1 is better: a thread that waits for a descheduled one
     costs more than it saves.
     """
