@@ -81,7 +81,8 @@ def test_logits_used_match_teacher_forced_forward(path):
 @pytest.mark.parametrize("batch", [1, 3])  # the head's sparse product (1) and dense product (3)
 def test_compact_weights_compiled_equals_torch_on_the_same_rounded_weights(path, weights, batch):
     """weights="bf16" / "int8": the compiled loop stores bfloat16 (widened exactly) / int8 with per-row scales;
-    torch ops use the rounded values. float64: the same samples, logits equal to rounding."""
+    torch ops use the rounded values. float64: the same samples (also as the reference generator on the
+    rounded model), logits equal to rounding."""
     if kernel.load() is None:
         pytest.skip("no C++ compiler")
     model = shipped(path, dim=40)  # 40: not a multiple of the vector width, so the scalar tails run too
@@ -91,6 +92,10 @@ def test_compact_weights_compiled_equals_torch_on_the_same_rounded_weights(path,
     emulated, emulated_logits = Sampler(model, batch, backend="torch", **kw).generate(n, logits=True)
     assert torch.equal(fast, emulated)
     torch.testing.assert_close(fast_logits, emulated_logits, rtol=1e-12, atol=1e-12)
+    # and the plain reference generator on the model the option computes draws the same samples
+    rounded = engine.with_compact_weights(model, weights)
+    assert torch.equal(fast, reference_generate(rounded, n, batch=batch, temperature=torch.tensor(TEMPS[:batch]),
+                                                seed=4))
     _, full = Sampler(model, batch, seed=4, backend="c").generate(n, logits=True)
     assert (fast_logits - full).abs().max() > 1e-6  # the option does change the weights
 
