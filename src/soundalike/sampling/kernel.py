@@ -40,23 +40,27 @@ SOURCE = r"""
 #include <immintrin.h>
 #endif
 
-// The thread team: the calling thread and `size - 1` helper threads run one job at a time, each its share
-// (`run(f, n)` calls f(0) here and f(t) on helpers 1..n-1, and returns when all are done; a small job is
-// split into fewer parts than there are threads, see `parts`). Helpers spin between jobs
-// (a job comes every few microseconds while sampling), then yield the core, then sleep once idle for a few
-// milliseconds; a waiting caller spins, then yields (with more threads than free cores, the thread it waits
-// for may need its core). Work is split by output rows, so every output is computed by the same code in the
-// same order whatever the team's size: results are bitwise identical for any number of threads.
+// The thread team: the calling thread and `size - 1` helper threads run one job at a time (`run(f, n)`
+// calls f(0) .. f(n - 1), each once, and returns when all are done; a small job is split into fewer parts
+// than there are threads, see `parts`). Every member claims the next unclaimed part until none is left, so
+// the caller never waits for a helper to start: on cores busy with other work (a helper descheduled for
+// milliseconds) it simply runs the parts itself, and it waits only for parts a helper has begun. Helpers
+// spin between jobs (a job comes every few microseconds while sampling), then yield the core, then sleep
+// once idle for a few milliseconds. Work is split by output rows, and part i is always the same rows, so
+// every output is computed by the same code in the same order whoever runs it and whatever the team's size:
+// results are bitwise identical for any number of threads.
 namespace team {
 struct State {
     int size = 1, created = 0;
     int64_t min_split = 0;  // below this many multiply-adds a job is not split (set by load(): MIN_SPLIT)
     pid_t pid = 0;
-    // The current job's number << 8 | its number of parts, in one word: a helper that reads it knows, for
-    // that very job, whether it takes part (t < parts); only those read `job` and `ctx`, which the caller
-    // does not change before they are done.
+    // The current job's number << 8 | its number of parts: what wakes the helpers.
     std::atomic<uint64_t> word{0};
-    std::atomic<int> left{0};      // parts still being worked on by helpers
+    // The current job's number << 8 | its next unclaimed part. A member claims a part by advancing it, which
+    // succeeds only while the job is the one it was woken for: then `job` and `ctx`, set before the job was
+    // published, are that job's, and the caller does not change them before every part is done.
+    std::atomic<uint64_t> claim{0};
+    std::atomic<int> done{0};      // parts of the current job finished
     std::atomic<int> sleeping{0};
     void (*job)(const void*, int) = nullptr;
     const void* ctx = nullptr;
@@ -72,7 +76,19 @@ static inline void pause() {
 #endif
 }
 
-static void helper(State* s, int t, uint64_t seen) {
+// Run unclaimed parts of job `id` (of n parts) until none is left.
+static void run_parts(State* s, uint64_t id, int n) {
+    uint64_t c = s->claim.load(std::memory_order_acquire);
+    while ((c >> 8) == id && (int)(c & 255) < n) {
+        if (s->claim.compare_exchange_weak(c, c + 1, std::memory_order_acq_rel, std::memory_order_acquire)) {
+            s->job(s->ctx, (int)(c & 255));
+            s->done.fetch_add(1, std::memory_order_acq_rel);
+            c = s->claim.load(std::memory_order_acquire);
+        }
+    }
+}
+
+static void helper(State* s, uint64_t seen) {
     for (;;) {
         uint64_t w;
         for (int spins = 0; (w = s->word.load(std::memory_order_acquire)) == seen;) {
@@ -84,10 +100,7 @@ static void helper(State* s, int t, uint64_t seen) {
             s->sleeping.fetch_sub(1);
         }
         seen = w;
-        if (t < (int)(w & 255)) {
-            s->job(s->ctx, t);
-            s->left.fetch_sub(1, std::memory_order_acq_rel);
-        }
+        run_parts(s, w >> 8, (int)(w & 255));
     }
 }
 
@@ -99,7 +112,7 @@ static void resize(int n, int64_t min_split) {
     if (min_split >= 0) state->min_split = min_split;
     n = n < 1 ? 1 : n > 64 ? 64 : n;
     while (state->created < n - 1)
-        std::thread(helper, state, ++state->created, state->word.load()).detach();
+        ++state->created, std::thread(helper, state, state->word.load()).detach();
     state->size = n;
 }
 
@@ -115,22 +128,24 @@ static inline int parts(int64_t work, int64_t most) {
     return p < 1 ? 1 : (int)p;
 }
 
-// f(0) on this thread and f(1) .. f(n - 1) on helpers; returns when all are done.
+// f(0) .. f(n - 1), each once, on this thread and whichever helpers come; returns when all are done.
 template <typename F>
 static void run(const F& f, int n) {
     State* s = state;
     if (n <= 1) { f(0); return; }
+    const uint64_t id = (s->word.load(std::memory_order_relaxed) >> 8) + 1;
     s->job = [](const void* c, int t) { (*(const F*)c)(t); };
     s->ctx = &f;
-    s->left.store(n - 1, std::memory_order_relaxed);
-    s->word.store(((s->word.load(std::memory_order_relaxed) >> 8) + 1) << 8 | (uint64_t)n);
+    s->done.store(0, std::memory_order_relaxed);
+    s->claim.store(id << 8, std::memory_order_release);
+    s->word.store(id << 8 | (uint64_t)n, std::memory_order_release);
     if (s->sleeping.load() > 0) {
         std::lock_guard<std::mutex> lock(s->m);
         s->cv.notify_all();
     }
-    f(0);
-    // Spin, then yield: with more threads than free cores a helper may be waiting for this very core.
-    for (int spins = 0; s->left.load(std::memory_order_acquire) > 0;)
+    run_parts(s, id, n);
+    // Parts a helper has begun: spin, then yield (that helper may need this very core).
+    for (int spins = 0; s->done.load(std::memory_order_acquire) < n;)
         if (++spins < (1 << 10)) pause(); else std::this_thread::yield();
 }
 
