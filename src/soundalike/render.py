@@ -56,7 +56,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--resume", metavar="DIR", help="continue an interrupted render in DIR; of the other flags "
                                                     "only --seconds (a new length), --device and --threads apply")
     p.add_argument("--threads", type=int, default=0,
-                   help="CPU threads (default 0: one per core; 1 when the cores are busy with other work)")
+                   help="CPU threads of the compiled loops (default 0: one per core)")
     p.add_argument("--weights", choices=WEIGHTS, default="full",
                    help="full (default): the model as trained. bf16 / int8: weight matrices stored as bfloat16 / "
                         "8-bit integers with a scale per row, arithmetic still float32: for large SampleRNNs on "

@@ -179,9 +179,9 @@ class Sampler:
     backends. Around the compiled loops torch itself runs one thread: its ops there (drawing the noise) are
     small, and idle OpenMP workers spin on the cores the loops' helpers need (demo: ~5% slower with two).
     Measured on 2 cores, 2 threads against 1: the compiled SampleRNN loop 1.3x (demo) to 1.65x
-    (`samplernn-3tier`, whose weights stream from memory) faster at batch 1, 1.65-1.94x at batch 16. On a
-    machine whose cores are busy with other work, 1 is better: a thread that waits for a descheduled one
-    costs more than it saves.
+    (`samplernn-3tier`, whose weights stream from memory) faster at batch 1, 1.65-1.94x at batch 16. With
+    every core busy with other work, about as fast as 1 (0.96-1.14x, `tools/bench_busy.py`): the caller runs
+    the parts of a helper that is off its core instead of waiting for it.
     """
 
     def __init__(self, model: torch.nn.Module, batch: int = 1, temperature: float | list | torch.Tensor = 1.0,
