@@ -285,10 +285,15 @@ def test_cuda_bfloat16_runs():
     assert out.shape == (2, 2 * model.lookback) and 0 <= out.min() and out.max() < model.q_levels
 
 
+# Every shipped config at a small width (40: scalar tails), and two SampleRNNs at 136 (>= 64, not a multiple
+# of 16), where the input-table gather and the head's hidden layer are split between threads too.
+THREAD_CASES = [(p, 40) for p in CONFIGS] + [(p, 136) for p in SAMPLERNN_CONFIGS if p.stem in ("demo", "beatles")]
+
+
 @pytest.mark.parametrize("weights", ["full", "int8"])
-@pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.stem)
+@pytest.mark.parametrize("path,dim", THREAD_CASES, ids=[f"{p.stem}-{d}" for p, d in THREAD_CASES])
 @pytest.mark.parametrize("batch", [1, 3])
-def test_compiled_loops_give_the_same_bits_with_any_number_of_threads(path, batch, weights):
+def test_compiled_loops_give_the_same_bits_with_any_number_of_threads(path, dim, batch, weights):
     """Every matrix product split between 3 threads (odd shares, scalar tails) gives bitwise the samples and
     logits of one thread, float32 as in production, for every shipped config of either family (and the
     compiled SampleRNN loop's int8 products)."""
@@ -300,7 +305,7 @@ def test_compiled_loops_give_the_same_bits_with_any_number_of_threads(path, batc
 
     wavenet = load_config(path).model.family == "wavenet"
     model = shipped_wavenet(path, channels=20, dtype=torch.float32) if wavenet else \
-        shipped(path, dim=40, dtype=torch.float32)
+        shipped(path, dim=dim, dtype=torch.float32)
     libs = [kernel.load(), wavenet_kernel.load()]
     hop = Sampler(model, batch).stepper.hop
     n = 2 * hop + 5

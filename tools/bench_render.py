@@ -182,8 +182,9 @@ def main() -> None:
                 if rates:
                     speedups[k] = round(fast / max(rates), 1)
             for w in compact:
-                rate = best[f"fast_{w}_weights"]
-                speedups[f"reference_for_{w}"] = round(rate / max(rates_of(best, "reference")), 1)
+                rate, references = best[f"fast_{w}_weights"], rates_of(best, "reference")
+                if references:
+                    speedups[f"reference_for_{w}"] = round(rate / max(references), 1)
                 if f"reference_{w}_weights" in best:
                     speedups[f"reference_{w}_weights"] = round(rate / best[f"reference_{w}_weights"], 1)
             row.update({f"speedup_vs_{k}": v for k, v in speedups.items()})

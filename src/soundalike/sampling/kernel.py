@@ -11,9 +11,9 @@ history it reads from. In Python that is ~10 dispatches per sample; here one for
 Batch-1 speed is bounded by reading the weights (L2 / L3 / DRAM), so the matrix-vector products stream
 four rows at a time with 512-bit vectors, prefetching ahead; `_bf16` variants read bfloat16-stored weights
 and widen them exactly, `_int8` variants read 8-bit weights and scale each output by its row's float32
-scale (stored after the matrix). `set_threads(n, min_split)` sizes a thread team that splits each product by output rows between
-n threads (`team` in the source; the WaveNet kernel shares it), with bitwise the same results for any n:
-two cores read memory faster than one. The source is compiled at first use (about two seconds) and loaded
+scale (stored after the matrix). `set_threads(n, min_split)` sizes a thread team that splits each product
+by output rows between n threads (`team` in the source; the WaveNet kernel shares it), with bitwise the
+same results for any n: two cores read memory faster than one. The source is compiled at first use (about two seconds) and loaded
 by `compiler.py`. Without a compiler, `load()` returns None and callers fall back to `mlp_frame_numpy` for
 the samples and torch ops for the tiers.
 """
@@ -42,7 +42,8 @@ SOURCE = r"""
 
 // The thread team: the calling thread and `size - 1` helper threads run one job at a time (`run(f, n)`
 // calls f(0) .. f(n - 1), each once, and returns when all are done; a small job is split into fewer parts
-// than there are threads, see `parts`). Every member claims the next unclaimed part until none is left, so
+// than there are threads, see `parts`, and helpers 1 .. n - 1 take part). Each member claims the next
+// unclaimed part until none is left, so
 // the caller never waits for a helper to start: on cores busy with other work (a helper descheduled for
 // milliseconds) it simply runs the parts itself, and it waits only for parts a helper has begun. Helpers
 // spin between jobs (a job comes every few microseconds while sampling), then yield the core, then sleep
@@ -88,7 +89,7 @@ static void run_parts(State* s, uint64_t id, int n) {
     }
 }
 
-static void helper(State* s, uint64_t seen) {
+static void helper(State* s, int t, uint64_t seen) {
     for (;;) {
         uint64_t w;
         for (int spins = 0; (w = s->word.load(std::memory_order_acquire)) == seen;) {
@@ -100,7 +101,7 @@ static void helper(State* s, uint64_t seen) {
             s->sleeping.fetch_sub(1);
         }
         seen = w;
-        run_parts(s, w >> 8, (int)(w & 255));
+        if (t < (int)(w & 255)) run_parts(s, w >> 8, (int)(w & 255));  // helpers 1 .. n - 1 of an n-part job
     }
 }
 
@@ -112,7 +113,7 @@ static void resize(int n, int64_t min_split) {
     if (min_split >= 0) state->min_split = min_split;
     n = n < 1 ? 1 : n > 64 ? 64 : n;
     while (state->created < n - 1)
-        ++state->created, std::thread(helper, state, state->word.load()).detach();
+        std::thread(helper, state, ++state->created, state->word.load()).detach();
     state->size = n;
 }
 
@@ -138,7 +139,9 @@ static void run(const F& f, int n) {
     s->ctx = &f;
     s->done.store(0, std::memory_order_relaxed);
     s->claim.store(id << 8, std::memory_order_release);
-    s->word.store(id << 8 | (uint64_t)n, std::memory_order_release);
+    // seq_cst, like the helper's `sleeping` increment and its load of `word`: either it sees this job or
+    // this sees it sleeping (and wakes it).
+    s->word.store(id << 8 | (uint64_t)n);
     if (s->sleeping.load() > 0) {
         std::lock_guard<std::mutex> lock(s->m);
         s->cv.notify_all();
@@ -264,8 +267,8 @@ static void gemv_rows(const W_t* __restrict W, const T* __restrict bias, const T
         // Prefetch the block of 4 rows PREFETCH_BYTES ahead, spread over this block's first pass.
         const int64_t block_bytes = 4 * (int64_t)D * sizeof(W_t);
         const int64_t ahead = (PREFETCH_BYTES + block_bytes - 1) / block_bytes;
-        const char* next = (const char*)(w0 + (int64_t)4 * ahead * D);
         const int64_t lines = i + 4 * ahead + 4 <= i1 ? (block_bytes + 63) / 64 : 0;
+        const char* next = lines ? (const char*)(w0 + (int64_t)4 * ahead * D) : nullptr;
         const int64_t per = Dv ? (lines * 2 * N + Dv - 1) / Dv : 0;
         for (int b = 0; b < B; b++) {
             const T* x = X + (int64_t)b * D;
@@ -342,7 +345,8 @@ static inline int sparse_pass(const W_t* __restrict WT, const T* __restrict x, i
 // Outputs r0 <= r < r1 from the m nonzero inputs nz.
 template <typename T, typename W_t>
 static void gemv_sparse_cols(const W_t* __restrict WT, const T* __restrict bias, const T* __restrict x, int R,
-                             int D, T* __restrict y, bool relu, const int* __restrict nz, int m, int r0, int r1) {
+                             int D, T* __restrict y, bool relu, const int* __restrict nz, int m, int r0,
+                             int r1) {
     // Passes over the nonzero inputs holding 16, 8, 4, then 1 vector(s) of y in registers: enough
     // independent sums to hide the FMA latency also for a thread's share of a small product.
     int r = sparse_pass<16, T, W_t>(WT, x, R, y, nz, m, r0, r1);
@@ -417,7 +421,8 @@ static void mlp_frame(int B, int n, int C, int Q, int D,
     const int gather_parts = team::parts(4 * (int64_t)B * C * D, D / 64);
     for (int j = 0; j < n; j++) {
         team::run([&](int t) {
-            const int d0 = D / 16 * t / gather_parts * 16, d1 = t == gather_parts - 1 ? D : D / 16 * (t + 1) / gather_parts * 16;
+            const int d0 = D / 16 * t / gather_parts * 16;
+            const int d1 = t == gather_parts - 1 ? D : D / 16 * (t + 1) / gather_parts * 16;
             for (int b = 0; b < B; b++) {
                 const int64_t* prev = seq + b * seq_sb + pos + j - C;
                 T* hb = h + (int64_t)b * D;
