@@ -17,14 +17,13 @@ import argparse
 import json
 import multiprocessing as mp
 import sys
-import time
 from pathlib import Path
 
 import torch
+from bench_render import fast_timer  # the sibling tool's timer (a script's folder is on sys.path)
 
 from soundalike import models
 from soundalike.config import load_config
-from soundalike.sampling import Sampler
 from soundalike.sampling.engine import cpu_threads
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -33,23 +32,6 @@ ROOT = Path(__file__).resolve().parents[1]
 def spin() -> None:
     while True:
         pass
-
-
-def timer(model, threads: int, wall: float):
-    sampler = Sampler(model, 1, 1.0, seed=0, threads=threads)
-    hop = sampler.stepper.hop
-    sampler.generate(hop * 4)  # warm-up (and the kernel's compilation, if not cached)
-    start, n = time.perf_counter(), hop * 4
-    while time.perf_counter() - start < 0.2 * wall:  # size the timed runs
-        sampler.generate(n)
-        n *= 2
-    n = max(hop, int(wall * 2 * n / (time.perf_counter() - start)) // hop * hop)
-
-    def run() -> float:
-        t = time.perf_counter()
-        sampler.generate(n)
-        return n / (time.perf_counter() - t)
-    return run
 
 
 def main() -> None:
@@ -70,7 +52,8 @@ def main() -> None:
             for p in procs:
                 p.start()
             try:
-                timers = {threads: timer(model, threads, args.wall) for threads in sorted({1, cores})}
+                timers = {threads: fast_timer(model, 1, threads, "cpu", args.wall, torch.float32)
+                          for threads in sorted({1, cores})}
                 best = dict.fromkeys(timers, 0.0)
                 for _ in range(args.repeats):
                     for threads, run in timers.items():

@@ -13,9 +13,9 @@ four rows at a time with 512-bit vectors, prefetching ahead; `_bf16` variants re
 and widen them exactly, `_int8` variants read 8-bit weights and scale each output by its row's float32
 scale (stored after the matrix). `set_threads(n, min_split)` sizes a thread team that splits each product
 by output rows between n threads (`team` in the source; the WaveNet kernel shares it), with bitwise the
-same results for any n: two cores read memory faster than one. The source is compiled at first use (about two seconds) and loaded
-by `compiler.py`. Without a compiler, `load()` returns None and callers fall back to `mlp_frame_numpy` for
-the samples and torch ops for the tiers.
+same results for any n: two cores read memory faster than one. The source is compiled at first use (about
+two seconds) and loaded by `compiler.py`. Without a compiler, `load()` returns None and callers fall back to
+`mlp_frame_numpy` for the samples and torch ops for the tiers.
 """
 
 from __future__ import annotations
@@ -43,9 +43,9 @@ SOURCE = r"""
 // The thread team: the calling thread and `size - 1` helper threads run one job at a time (`run(f, n)`
 // calls f(0) .. f(n - 1), each once, and returns when all are done; a small job is split into fewer parts
 // than there are threads, see `parts`, and helpers 1 .. n - 1 take part). Each member claims the next
-// unclaimed part until none is left, so
-// the caller never waits for a helper to start: on cores busy with other work (a helper descheduled for
-// milliseconds) it simply runs the parts itself, and it waits only for parts a helper has begun. Helpers
+// unclaimed part until none is left, so the caller never waits for a helper to start: on cores busy with
+// other work (a helper descheduled for milliseconds) it simply runs the parts itself, and it waits only for
+// parts a helper has begun. Helpers
 // spin between jobs (a job comes every few microseconds while sampling), then yield the core, then sleep
 // once idle for a few milliseconds. Work is split by output rows, and part i is always the same rows, so
 // every output is computed by the same code in the same order whoever runs it and whatever the team's size:
@@ -127,6 +127,12 @@ static inline int parts(int64_t work, int64_t most) {
     p = p < s->size ? p : s->size;
     p = p < most ? p : most;
     return p < 1 ? 1 : (int)p;
+}
+
+// Where part t of n begins when `total` items are split in whole units of `unit` (the last part takes the
+// rest): part t covers [begin(total, unit, t, n), begin(total, unit, t + 1, n)), whoever runs it.
+static inline int begin(int total, int unit, int t, int n) {
+    return t == n ? total : total / unit * t / n * unit;
 }
 
 // f(0) .. f(n - 1), each once, on this thread and whichever helpers come; returns when all are done.
@@ -314,10 +320,8 @@ static void gemv_rows(const W_t* __restrict W, const T* __restrict bias, const T
 template <typename T, typename W_t>
 static void gemv(const W_t* W, const T* bias, const T* X, int B, int R, int D, T* Y, bool relu) {
     const int n = team::parts((int64_t)B * R * D, R / 8);
-    const int blocks = R / 4;
     team::run([&](int t) {
-        gemv_rows<T, W_t>(W, bias, X, B, R, D, Y, relu, blocks * t / n * 4,
-                          t == n - 1 ? R : blocks * (t + 1) / n * 4);
+        gemv_rows<T, W_t>(W, bias, X, B, R, D, Y, relu, team::begin(R, 4, t, n), team::begin(R, 4, t + 1, n));
     }, n);
 }
 
@@ -375,10 +379,9 @@ static void gemv_sparse(const W_t* WT, const T* bias, const T* x, int R, int D, 
     int m = 0;
     for (int k = 0; k < D; k++) if (x[k] != 0) nz[m++] = k;
     const int n = team::parts((int64_t)m * R, R / (2 * N));
-    const int vecs = R / N;
     team::run([&](int t) {
-        gemv_sparse_cols<T, W_t>(WT, bias, x, R, D, y, relu, nz, m, vecs * t / n * N,
-                                 t == n - 1 ? R : vecs * (t + 1) / n * N);
+        gemv_sparse_cols<T, W_t>(WT, bias, x, R, D, y, relu, nz, m, team::begin(R, N, t, n),
+                                 team::begin(R, N, t + 1, n));
     }, n);
 }
 
@@ -421,8 +424,7 @@ static void mlp_frame(int B, int n, int C, int Q, int D,
     const int gather_parts = team::parts(4 * (int64_t)B * C * D, D / 64);
     for (int j = 0; j < n; j++) {
         team::run([&](int t) {
-            const int d0 = D / 16 * t / gather_parts * 16;
-            const int d1 = t == gather_parts - 1 ? D : D / 16 * (t + 1) / gather_parts * 16;
+            const int d0 = team::begin(D, 16, t, gather_parts), d1 = team::begin(D, 16, t + 1, gather_parts);
             for (int b = 0; b < B; b++) {
                 const int64_t* prev = seq + b * seq_sb + pos + j - C;
                 T* hb = h + (int64_t)b * D;
@@ -485,8 +487,7 @@ static void tier_step(int B, int F, int R, int D, int L, int lstm, int skip, con
         // The cell, split between threads by units (a unit's ~5 exp / tanh counted as 32 multiply-adds).
         const int cell_parts = team::parts(32 * (int64_t)B * D, D / 16);
         team::run([&](int t) {
-            const int d0 = D / 16 * t / cell_parts * 16;
-            const int d1 = t == cell_parts - 1 ? D : D / 16 * (t + 1) / cell_parts * 16;
+            const int d0 = team::begin(D, 16, t, cell_parts), d1 = team::begin(D, 16, t + 1, cell_parts);
             for (int b = 0; b < B; b++) {
                 const T* a = gi + (int64_t)b * G;
                 const T* e = gh + (int64_t)b * G;
