@@ -234,3 +234,20 @@ def test_chunk_that_disagrees_with_the_manifest_is_a_user_error(tmp_path):
     sf.write(tmp_path / "chunks/train/0a1b2c3d-000000.wav", np.zeros((12, 2), dtype=np.int16), SR)
     with pytest.raises(UserError, match="12 samples, 2 channel"):
         AudioDataset(tmp_path, EXACT, "train")
+
+
+@pytest.mark.parametrize("file", ["../../outside.wav", "/etc/passwd", "chunks/../../outside.wav", "link/x.wav"])
+def test_manifest_paths_must_stay_inside_the_dataset(tmp_path, file):
+    """A manifest is data someone may have sent: a chunk path leaving the folder is refused, naming the entry."""
+    root = make_dataset(tmp_path / "ds", {"train": [np.zeros(100)]})
+    sf.write(tmp_path / "outside.wav", np.zeros(100, np.int16), SR)
+    (root / "link").symlink_to(tmp_path)  # a link inside the folder that points out of it
+    manifest = json.loads((root / "manifest.json").read_text())
+    manifest["chunks"][0]["file"] = file
+    (root / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(UserError, match=r"manifest.json: chunks\[0\]\.file: .*(outside|absolute)"):
+        AudioDataset(root, EXACT, "train")
+    from soundalike.stats import dataset_chunks
+
+    with pytest.raises(UserError, match=r"chunks\[0\]\.file"):
+        dataset_chunks(root, "train")

@@ -99,4 +99,4 @@ def test_smaller_corpus_removes_the_tracks_it_no_longer_has(tmp_path):
 
 def test_cli_rejects_bad_minutes(tmp_path, capsys):
     assert main(["demo-corpus", "--out", str(tmp_path), "--minutes", "0"]) == 2
-    assert "--minutes must be positive" in capsys.readouterr().err
+    assert "--minutes must be a positive number" in capsys.readouterr().err

@@ -107,13 +107,13 @@ def test_killed_render_leaves_playable_files_and_resumes_exactly(project):
     state = project / "killed" / ".render-state.pt"
     deadline = time.time() + 120
     while time.time() < deadline and proc.poll() is None:
-        if state.is_file() and torch.load(state, weights_only=False)["frames"][0] >= 1600:
+        if state.is_file() and torch.load(state, weights_only=True)["frames"][0] >= 1600:
             break
         time.sleep(0.05)
     assert proc.poll() is None, "the render ended before it could be killed"
     proc.send_signal(signal.SIGKILL)
     proc.wait()
-    frames = torch.load(state, weights_only=False)["frames"][0]
+    frames = int(torch.load(state, weights_only=True)["frames"][0])
     audio, rate = sf.read(project / "killed" / "track-00.wav", dtype="int16")  # valid header after a kill
     assert rate == RATE and len(audio) >= frames >= 1600
     seconds = str(frames // RATE + 1)  # finish early
@@ -156,8 +156,8 @@ def test_flac_output(project):
     (["--temperature", "0"], "positive"),
     (["--ckpt", "missing.pt"], "checkpoint not found"),
     (["--prime", "missing.wav"], "no such file"),
-    (["--seconds", "-1"], "--seconds must be positive"),
-    (["--count", "0"], "--count must be at least 1"),
+    (["--seconds", "-1"], "--seconds must be a positive number"),
+    (["--count", "0"], "--count must be between 1"),
     (["--resume", "nowhere"], "no render to resume"),
     (["--keep-prime"], "--keep-prime needs --prime"),
     (["--device", "tpu"], "--device"),
@@ -189,3 +189,16 @@ def test_resume_refuses_a_changed_checkpoint(project, monkeypatch, capsys):
     torch.save(payload, ckpt)
     assert render("--resume", "r") == 2
     assert "changed since this render started" in capsys.readouterr().err
+
+
+def test_a_render_never_overwrites_without_overwrite(project, capsys):
+    out = project / "mine"
+    assert render("--seconds", "0.1", "--seed", "3", "--out", str(out)) == 0
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    assert render("--seconds", "0.1", "--seed", "4", "--out", str(out)) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert "already holds track-00.wav" in err[-1] and "--overwrite" in err[-1]
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+    assert render("--seconds", "0.1", "--seed", "4", "--out", str(out), "--overwrite") == 0
+    assert json.loads((out / "render.json").read_text())["tracks"][0]["seed"] == 4
+    assert (out / "track-00.wav").read_bytes() != before["track-00.wav"]

@@ -249,3 +249,48 @@ def test_audio_above_full_scale_is_stored_scaled_not_clipped(tmp_path):
     stored = max(np.abs(sf.read(tmp_path / "ds" / c["file"])[0]).max() for c in m["chunks"])
     assert 0.9 < stored <= 1.0
     assert stored * m["gain"] == pytest.approx(0.98, abs=0.01)  # what the loader sees after its gain
+
+
+def test_slice_never_removes_a_file_it_did_not_write(raw):
+    """User files inside a dataset's chunks folder survive reslicing; a killed run's chunks do not linger."""
+    m, out = run(raw)
+    mine = out / "chunks" / "train" / f"{m['chunks'][0]['source'][:8]}-000999.wav"
+    sf.write(mine, tone(1, RATE, 7), RATE)
+    (out / "chunks" / "notes.txt").write_text("mine\n")
+    before = mine.read_bytes()
+    slice_dataset([raw], out, make_params(RATE, region_seconds=12.0, chunk_seconds=3.0, overlap_seconds=0.5),
+                  progress=False)
+    assert mine.read_bytes() == before and (out / "chunks" / "notes.txt").is_file()
+    assert not (out / ".slice-journal").exists()
+
+
+def test_killed_slice_into_a_new_folder_can_be_rerun(raw, monkeypatch):
+    """The journal proves which chunk files a killed first run wrote: the rerun removes them, nothing else."""
+    out = raw.parent / "fresh"
+    real, writes = slicing.write_wav, []
+
+    def dying(*a, **kw):
+        if len(writes) == 3:
+            raise KeyboardInterrupt
+        writes.append(Path(a[0]))
+        return real(*a, **kw)
+
+    monkeypatch.setattr(slicing, "write_wav", dying)
+    with pytest.raises(KeyboardInterrupt):
+        slice_dataset([raw], out, make_params(RATE, region_seconds=12.0), progress=False)
+    assert all(w.is_file() for w in writes) and not (out / "manifest.json").exists()
+    monkeypatch.setattr(slicing, "write_wav", real)
+    m = slice_dataset([raw], out, make_params(RATE, region_seconds=12.0, chunk_seconds=3.0,
+                                              overlap_seconds=0.5), progress=False)
+    assert set(chunk_state(out)) == {c["file"] for c in m["chunks"]}
+
+
+def test_slice_refuses_a_folder_that_is_not_a_dataset(raw, tmp_path):
+    out = tmp_path / "photos"
+    (out / "chunks" / "train").mkdir(parents=True)
+    sf.write(out / "chunks" / "train" / "0a1b2c3d-000000.wav", tone(1, RATE, 8), RATE)
+    before = (out / "chunks" / "train" / "0a1b2c3d-000000.wav").read_bytes()
+    with pytest.raises(UserError, match="not empty and holds no dataset"):
+        slice_dataset([raw], out, make_params(RATE), progress=False)
+    assert (out / "chunks" / "train" / "0a1b2c3d-000000.wav").read_bytes() == before
+    assert sorted(p.name for p in out.rglob("*")) == ["0a1b2c3d-000000.wav", "chunks", "train"]

@@ -19,7 +19,8 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
-from soundalike.gallery import CACHE, build_gallery
+from soundalike.gallery import build_gallery
+from soundalike.run_folder import PAGE_CACHE
 from soundalike.slicing import make_params, slice_dataset
 
 RATE = 16000
@@ -77,7 +78,7 @@ def main() -> None:
         cached = time.perf_counter() - t0
         text = page.read_text(encoding="utf-8")
         images = re.findall(r"<img [^>]*>", text)
-        pictures = list((run / CACHE).rglob("*.png"))
+        pictures = list((run / PAGE_CACHE).rglob("*.png"))
         print(json.dumps({
             "clips": len(list(run.glob("samples/*/*.wav"))), "clip_seconds": args.seconds,
             "build_cold_s": round(cold, 2), "build_cached_s": round(cached, 2),

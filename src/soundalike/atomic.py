@@ -57,6 +57,26 @@ def write_text(path: str | os.PathLike, text: str) -> None:
         f.write(text)
 
 
+def check_folder(path: str | os.PathLike, what: str) -> Path:
+    """Check, before any work starts, that folder `path` exists or can be created and is writable; a
+    UserError naming `what` (e.g. "--out") otherwise. Nothing is created."""
+    from .errors import UserError
+
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise UserError(f"{what} {path}: is a file, not a folder")
+    probe = path
+    while not probe.exists():
+        if probe.parent == probe:
+            break
+        probe = probe.parent
+    if not probe.is_dir():
+        raise UserError(f"{what} {path}: cannot be created, {probe} is a file")
+    if not os.access(probe, os.W_OK | os.X_OK):
+        raise UserError(f"{what} {path}: cannot write in {probe} (permission denied)")
+    return path
+
+
 def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)

@@ -3,6 +3,7 @@ and the resolved config, so a checkpoint alone rebuilds the model and renders; t
 
 from __future__ import annotations
 
+import pickle
 from pathlib import Path
 from typing import Any
 
@@ -38,13 +39,27 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     path = Path(path)
     if not path.is_file():
         raise UserError(f"{path}: checkpoint not found")
-    try:
-        ckpt = torch.load(path, map_location=map_location, weights_only=False)
-    except Exception as e:  # noqa: BLE001 (a truncated or foreign file: torch raises many kinds)
-        raise UserError(f"{path}: not a readable soundalike checkpoint ({type(e).__name__}: {e})") from None
+    ckpt = load_data(path, "checkpoint", map_location)
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT or "model_kwargs" not in ckpt:
         raise UserError(f"{path}: not a soundalike checkpoint (format {FORMAT})")
     return ckpt
+
+
+def load_data(path: Path, what: str, map_location: str | torch.device = "cpu") -> Any:
+    """torch.load with weights_only=True: tensors and plain values only, so a file from someone else cannot
+    run code here. Anything else (a pickled object, a damaged file) is a UserError naming the file."""
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as e:
+        # torch's message suggests weights_only=False, which is exactly what must not be done with such a file.
+        detail = next((ln.strip() for ln in str(e).splitlines() if "GLOBAL" in ln), "")
+        if detail:
+            raise UserError(f"{path}: refused to load this {what}: it holds objects other than tensors and "
+                            f"plain values, which could run code ({detail})") from None
+        raise UserError(f"{path}: not a readable soundalike {what} (damaged or not a torch file)") from None
+    except Exception as e:  # noqa: BLE001 (a truncated or foreign file: torch raises many kinds)
+        first = str(e).strip().splitlines()[0] if str(e).strip() else ""
+        raise UserError(f"{path}: not a readable soundalike {what} ({type(e).__name__}: {first})") from None
 
 
 def build_model(ckpt: dict[str, Any]) -> torch.nn.Module:

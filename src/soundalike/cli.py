@@ -1,7 +1,8 @@
 """The `soundalike` console script: one subcommand per tool, each implemented in the module named after it.
 
 Every subcommand module exposes `add_arguments(parser)` and `run(args) -> int | None`. A `UserError`
-raised anywhere becomes one line on stderr and exit status 2; Ctrl-C exits with 130.
+raised anywhere, and a bad flag, become one line on stderr and exit status 2; an error the system reports
+(a full disk, a refused permission) one line and exit status 1; Ctrl-C exits with 130.
 """
 
 from __future__ import annotations
@@ -24,12 +25,19 @@ COMMANDS = {
 }
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse that reports a bad flag in one line (argparse's default prints the whole usage first)."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def _module(name: str):
     return importlib.import_module(COMMANDS[name][0])
 
 
 def build_parser(only: str | None = None) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="soundalike",
         description="Slice an artist's recordings, train a sample-level model on them, render new music.")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
@@ -60,6 +68,10 @@ def main(argv: list[str] | None = None, command: str | None = None) -> int:
     except KeyboardInterrupt:
         print(f"soundalike {args.command}: interrupted", file=sys.stderr)
         return 130
+    except OSError as e:  # the disk or the system refused (full, permissions): not a bug to show a traceback for
+        where = f" ({e.filename})" if e.filename else ""
+        print(f"soundalike {args.command}: error: {e.strerror or e}{where}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

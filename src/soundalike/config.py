@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
 import re
 import types
 import typing
@@ -130,6 +131,8 @@ def _check_value(key: str, tp: Any, value: Any) -> Any:
                 pass
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise UserError(f"{key}: expected a number, got {value!r}")
+        if not math.isfinite(value):
+            raise UserError(f"{key}: expected a finite number, got {value!r}")
         return float(value)
     if tp is str:
         if not isinstance(value, str):
@@ -191,7 +194,9 @@ def load_config(path: str | Path | None, overrides: list[str] = ()) -> Config:
         try:
             raw = yaml.safe_load(path.read_text()) or {}
         except yaml.YAMLError as e:
-            raise UserError(f"{path}: not valid YAML: {e}") from None
+            mark = getattr(e, "problem_mark", None)
+            where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
+            raise UserError(f"{path}: not valid YAML{where}: {getattr(e, 'problem', None) or e}") from None
         if not isinstance(raw, dict):
             raise UserError(f"{path}: expected a mapping of sections (data, model, train)")
     raw = apply_overrides(raw, list(overrides))
@@ -220,7 +225,28 @@ def validate(cfg: Config) -> None:
             raise UserError("train.seq_len: must be positive")
     for key in ("batch_size", "val_batch_size", "log_every", "val_every", "ckpt_every", "keep_last"):
         if getattr(t, key) < 1:
-            raise UserError(f"train.{key}: must be positive")
+            raise UserError(f"train.{key}: must be positive, got {getattr(t, key)}")
+    for key in ("warmup_steps", "max_steps", "seed", "sample_count", "threads"):
+        if getattr(t, key) < 0:
+            raise UserError(f"train.{key}: must not be negative, got {getattr(t, key)}")
+    for key in ("lr", "grad_clip", "sample_temperature"):
+        if not getattr(t, key) > 0:
+            raise UserError(f"train.{key}: must be positive, got {getattr(t, key)}")
+    if t.sample_seconds < 0:
+        raise UserError(f"train.sample_seconds: must not be negative, got {t.sample_seconds}")
+    if t.seed >= 2**63:
+        raise UserError(f"train.seed: must be below 2**63, got {t.seed}")
+    d = cfg.data
+    if d.quantization not in ("linear", "mulaw"):
+        raise UserError(f"data.quantization: expected linear or mulaw, got {d.quantization!r}")
+    if not 2 <= d.q_levels <= 65536:
+        raise UserError(f"data.q_levels: must be between 2 and 65536, got {d.q_levels}")
+    if not d.path:
+        raise UserError("data.path: must name a dataset folder")
+    if not cfg.run_root:
+        raise UserError("run_root: must name a folder")
+    if not re.fullmatch(r"[\w .-]+", cfg.name) or cfg.name.strip(" .") == "":
+        raise UserError(f"name: {cfg.name!r} must be a plain folder name (letters, digits, '.', '-', '_')")
     parse_duration(t.max_time, "train.max_time")
 
 

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import json
 import math
 import re
 from collections.abc import Iterator
@@ -37,14 +36,13 @@ import torch
 from numpy.lib.stride_tricks import sliding_window_view
 
 from .atomic import atomic_path
+from .dataset import MANIFEST, SLICE_HINT, Manifest
 from .errors import UserError
 from .quantize import Quantizer
 
-SPLITS = ("train", "valid", "test")
 # Part of the cache key: bump it when the cache layout changes so old caches are rebuilt, not misread.
 CACHE_VERSION = b"soundalike-data-cache-1"
 CACHE_NAME = re.compile(r"(?:train|valid|test)-(?:linear|mulaw)\d+-([0-9a-f]{16})\.npy")
-SLICE_HINT = "run `soundalike slice` to create the dataset"
 
 
 class Batch(NamedTuple):
@@ -65,32 +63,20 @@ class AudioDataset:
         self.root = Path(root)
         self.quantizer = quantizer
         self.split = split
-        if split not in SPLITS:
-            raise UserError(f"unknown dataset split {split!r}; use one of {', '.join(SPLITS)}")
-        manifest_path = self.root / "manifest.json"
-        if not self.root.is_dir():
-            raise UserError(f"dataset folder {self.root} does not exist; {SLICE_HINT}")
-        if not manifest_path.is_file():
-            raise UserError(f"{manifest_path} is missing, so {self.root} is not a sliced dataset; {SLICE_HINT}")
-        raw = manifest_path.read_bytes()
-        try:
-            manifest = json.loads(raw)
-            self.sample_rate = int(manifest["params"]["sample_rate"])
-            self.gain = float(manifest["gain"])
-            chunks = [c for c in manifest["chunks"] if c["split"] == split]
-            self.files = [self.root / c["file"] for c in chunks]
-            self.lengths = np.array([int(c["samples"]) for c in chunks], dtype=np.int64)
-        except (ValueError, KeyError, TypeError) as e:
-            raise UserError(f"{manifest_path} is not a valid dataset manifest ({e!r}); {SLICE_HINT}") from e
+        manifest = Manifest.load(self.root)
+        chunks = manifest.split(split)
+        self.sample_rate, self.gain = manifest.sample_rate, manifest.gain
+        self.files = [c.path for c in chunks]
+        self.lengths = np.array([c.samples for c in chunks], dtype=np.int64)
         if self.lengths.sum() == 0:
             raise UserError(
-                f"{manifest_path}: the {split!r} split has no audio; slice more recordings "
+                f"{self.root / MANIFEST}: the {split!r} split has no audio; slice more recordings "
                 "or give this split a larger fraction"
             )
         self.starts = np.concatenate([[0], np.cumsum(self.lengths)[:-1]]).astype(np.int64)
 
         # The manifest bytes pin down every chunk file and the gain; the name adds split and quantizer.
-        self.manifest_sha = hashlib.sha256(CACHE_VERSION + raw).hexdigest()
+        self.manifest_sha = hashlib.sha256(CACHE_VERSION + manifest.raw).hexdigest()
         name = f"{split}-{quantizer.kind}{quantizer.levels}-{self.manifest_sha[:16]}"
         self.key = f"{name}-{self.manifest_sha}"  # identifies the exact data, for loader checkpoints
         self.cache_path = self.root / "cache" / f"{name}.npy"

@@ -15,6 +15,7 @@ import functools
 import hashlib
 import json
 import math
+import re
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -414,7 +415,7 @@ def _existing(out: Path, params: dict) -> dict | None:
         marker = json.loads((out / MARKER).read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None
-    if not isinstance(marker, dict) or marker.get("params") != params:
+    if not isinstance(marker, dict) or marker.get("params") != params or marker.get("complete") is False:
         return None
     try:
         complete = all((out / t["file"]).is_file() and (out / t["file"]).stat().st_size == t["size"]
@@ -424,11 +425,17 @@ def _existing(out: Path, params: dict) -> dict | None:
     return marker if complete else None
 
 
+def _entries(tracks) -> list[dict]:
+    """The track entries of a marker that name this tool's own files (track-NN.wav/flac in the folder)."""
+    ok = re.compile(r"track-\d{2,}\.(?:wav|flac)")
+    return [{"file": t["file"]} for t in tracks if isinstance(t, dict) and ok.fullmatch(str(t.get("file", "")))]
+
+
 def make_corpus(out_dir: str | Path, minutes: float = 12.0, seed: int = 0, track_seconds: float = 75.0,
                 force: bool = False, log: Callable[[str], None] = print) -> list[Path]:
     """Write the demo corpus (44.1 kHz stereo tracks + marker) to `out_dir`; return the track paths."""
-    if not minutes > 0:
-        raise UserError(f"demo-corpus: --minutes must be positive, got {minutes}")
+    if not 0 < minutes < math.inf:
+        raise UserError(f"demo-corpus: --minutes must be a positive number, got {minutes}")
     if not track_seconds >= 4:
         raise UserError(f"demo-corpus: tracks must be at least 4 s long, got {track_seconds}")
     out = Path(out_dir)
@@ -446,11 +453,17 @@ def make_corpus(out_dir: str | Path, minutes: float = 12.0, seed: int = 0, track
         old = json.loads((out / MARKER).read_text(encoding="utf-8")).get("tracks", [])
     except (OSError, ValueError, AttributeError):
         old = []
-    # Without a marker the folder never looks complete, even if this run is killed half way.
-    (out / MARKER).unlink(missing_ok=True)
+        if out.is_dir() and any(out.iterdir()):
+            raise UserError(f"demo-corpus: {out} is not empty and holds no demo corpus ({MARKER}); choose a new "
+                            "or empty folder (nothing in it was changed)")
+    lengths = plan(minutes, seed, track_seconds)
+    # Until this run ends the marker says "incomplete" and lists every file it may write, so the folder never
+    # looks complete if the run is killed half way, and the next run knows which files are its own.
+    names = [{"file": _track_name(i)} for i in range(len(lengths))]
+    write_json(out / MARKER, {"params": params, "complete": False, "tracks": _entries(old) + names})
     t0 = time.perf_counter()
     tracks = []
-    for i, seconds in enumerate(plan(minutes, seed, track_seconds)):
+    for i, seconds in enumerate(lengths):
         audio, info = render_track(seed, i, seconds)
         path = out / _track_name(i)
         fmt = "WAV" if path.suffix == ".wav" else "FLAC"
@@ -461,10 +474,9 @@ def make_corpus(out_dir: str | Path, minutes: float = 12.0, seed: int = 0, track
         log(f"wrote {path}  {info['seconds']:5.1f} s  {info['bpm']} BPM  {info['progression']}")
     # Tracks of an earlier, longer corpus would otherwise be mixed into this one.
     written = {t["file"] for t in tracks}
-    for entry in old:
-        name = entry.get("file", "") if isinstance(entry, dict) else ""
-        if name.startswith("track-") and "/" not in name and name not in written:
-            (out / name).unlink(missing_ok=True)
+    for entry in _entries(old):
+        if entry["file"] not in written:
+            (out / entry["file"]).unlink(missing_ok=True)
     total = sum(t["seconds"] for t in tracks) / 60
     write_json(out / MARKER, {"params": params, "minutes": round(total, 3), "channels": 2,
                               "tracks": tracks})

@@ -1,17 +1,26 @@
 """`soundalike evaluate`: NLL in bits per sample of a checkpoint on a split of its dataset (the SampleRNN
-paper's metric), beside the entropy of the split's marginal distribution of levels (a no-model baseline)."""
+paper's metric), beside the entropy of the split's marginal distribution of levels (a no-model baseline).
+Training's validation uses `evaluate_nll` from here, so both report the same number."""
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 
+import numpy as np
 import torch
+import torch.distributed as dist
+import torch.nn.functional as F
 
 from .checkpoint import build_model, load_checkpoint, quantizer_of
-from .data import AudioDataset
+from .data import AudioDataset, eval_batches
+from .dataset import Manifest
+from .device import pick_device
+from .errors import UserError
 from .sampling.engine import WEIGHTS, with_compact_weights
-from .train import evaluate_nll, marginal_entropy_bits
+
+LOG2 = math.log(2)
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -19,23 +28,72 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--split", default="test", choices=["train", "valid", "test"])
     p.add_argument("--data", help="dataset folder; default: the one the model was trained on")
     p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    p.add_argument("--device", help="cpu, cuda or cuda:N (default: CUDA if available)")
     p.add_argument("--weights", choices=WEIGHTS, default="full",
                    help="bf16 / int8: the weight matrices rounded as `render --weights` stores them, to see the "
                         "cost")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of text")
 
 
+@torch.no_grad()
+def evaluate_nll(model, dataset: AudioDataset, batch_size: int, seq_len: int, device: torch.device,
+                 rank: int = 0, world: int = 1) -> dict:
+    """NLL of every sample of `dataset` (sharded over `world` ranks, summed): {'bits': bits/sample, 'samples': n}."""
+    model.eval()
+    lookback = model.lookback
+    total_nats, total_n = 0.0, 0.0
+    state = None
+    for batch in eval_batches(dataset, batch_size, seq_len, lookback, rank, world):
+        x, reset, mask = batch.x.to(device), batch.reset.to(device), batch.mask.to(device)
+        if state is not None and state_batch(state) != x.shape[0]:
+            state = None  # the last group may hold fewer streams
+        logits, state = model(x, state, reset)
+        nll = F.cross_entropy(logits.float().transpose(1, 2), x[:, lookback:], reduction="none")
+        total_nats += float((nll * mask).sum())
+        total_n += float(mask.sum())
+    if world > 1 and dist.is_available() and dist.is_initialized():
+        t = torch.tensor([total_nats, total_n], dtype=torch.float64, device=device)
+        dist.all_reduce(t)
+        total_nats, total_n = t.tolist()
+    model.train()
+    return {"bits": total_nats / max(total_n, 1) / LOG2, "samples": int(total_n)}
+
+
+def state_batch(state) -> int:
+    """The number of streams of a model's recurrent state (nested tuples of (layers, B, dim) tensors)."""
+    first = state[0]
+    while not isinstance(first, torch.Tensor):
+        first = first[0]
+    return first.shape[1]
+
+
+def marginal_entropy_bits(levels: np.ndarray, q_levels: int) -> float:
+    """Entropy in bits of the marginal distribution of quantized values (a no-model baseline)."""
+    counts = np.bincount(np.asarray(levels).ravel(), minlength=q_levels).astype(np.float64)
+    p = counts[counts > 0] / counts.sum()
+    return float(-(p * np.log2(p)).sum())
+
+
 def evaluate_checkpoint(ckpt_path: str, split: str, data: str | None = None, batch_size: int = 64,
-                        device: str = "cpu", weights: str = "full") -> dict:
+                        device: str | None = "cpu", weights: str = "full") -> dict:
     """{'bits': NLL bits/sample, 'marginal_entropy_bits': ..., 'samples': n, 'split': ...}."""
+    if batch_size < 1:
+        raise UserError(f"--batch-size must be at least 1, got {batch_size}")
+    dev = pick_device(device)
     ckpt = load_checkpoint(ckpt_path)
-    model = build_model(ckpt).to(device)
+    cfg = ckpt["config"]
+    quantizer = quantizer_of(ckpt)
+    root = data or cfg["data"]["path"]
+    rate = Manifest.load(root).sample_rate
+    if rate != int(ckpt["sample_rate"]):
+        raise UserError(f"{root}: sampled at {rate} Hz, but the model was trained at {ckpt['sample_rate']} Hz; "
+                        f"its NLL there would mean nothing (slice the audio again at --sample-rate "
+                        f"{ckpt['sample_rate']})")
+    dataset = AudioDataset(root, quantizer, split)
+    model = build_model(ckpt).to(dev)
     if weights != "full":
         model = with_compact_weights(model, weights)
-    cfg = ckpt["config"]
-    dataset = AudioDataset(data or cfg["data"]["path"], quantizer_of(ckpt), split)
-    result = evaluate_nll(model, dataset, batch_size, cfg["train"]["seq_len"], torch.device(device))
+    result = evaluate_nll(model, dataset, batch_size, cfg["train"]["seq_len"], dev)
     return {"checkpoint": str(ckpt_path), "split": split, "step": ckpt.get("step"), "bits": result["bits"],
             "marginal_entropy_bits": marginal_entropy_bits(dataset.data, dataset.quantizer.levels),
             "samples": result["samples"], "weights": weights}

@@ -16,6 +16,7 @@ import math
 import os
 import time
 from dataclasses import dataclass, field
+from importlib import resources
 from pathlib import Path
 from urllib.parse import quote
 
@@ -23,7 +24,9 @@ import numpy as np
 import yaml
 
 from .atomic import atomic_path, write_json, write_text
+from .dataset import MANIFEST, Manifest
 from .errors import UserError
+from .run_folder import RunFolder
 from .spectrogram import log_mel
 from .stats import (
     VERDICTS,
@@ -38,9 +41,7 @@ from .stats import (
     spread,
 )
 
-PAGE = "gallery.html"
 CACHE_VERSION = 1  # bump when clip_stats changes, so cached statistics are made again
-CACHE = "gallery"
 IMAGE_W = 400  # px; the PNGs are shown at this width
 MEL_H = 96
 WAVE_H = 48
@@ -210,7 +211,7 @@ def _step_of(name: str) -> int | None:
 def _sample_groups(run_dir: Path, cache: Path) -> list[Group]:
     """samples/step-N/ folders, newest first."""
     groups = []
-    for folder in (run_dir / "samples").glob("step-*"):
+    for folder in RunFolder(run_dir).samples.glob("step-*"):
         wavs = sorted(w for w in folder.glob("*.wav") if not w.name.startswith("."))
         if not folder.is_dir() or not wavs:
             continue
@@ -252,13 +253,13 @@ def _render_groups(renders_dir: Path, cache: Path) -> list[Group]:
 def _dataset_of(run_dir: Path) -> Path | None:
     """The sliced dataset named by config.yaml's data.path, if the config and the folder exist."""
     try:
-        cfg = yaml.safe_load((run_dir / "config.yaml").read_text(encoding="utf-8"))
+        cfg = yaml.safe_load(RunFolder(run_dir).config.read_text(encoding="utf-8"))
         path = Path(str(cfg["data"]["path"]))
     except (OSError, yaml.YAMLError, TypeError, KeyError):
         return None
     # Training resolves data.path against its working folder, normally the one holding runs/.
     for candidate in (path, Path.cwd() / path, run_dir.parent.parent / path, run_dir / path):
-        if (candidate / "manifest.json").is_file():
+        if (candidate / MANIFEST).is_file():
             return candidate
     return None
 
@@ -299,7 +300,7 @@ def _reference(dataset: Path, cache: Path) -> Reference | None:
     """The dataset's Fréchet reference, cached until the manifest changes."""
     path = cache / "reference.npz"
     try:
-        if _fresh(path, dataset / "manifest.json"):
+        if _fresh(path, dataset / MANIFEST):
             ref = Reference.load(path)
             if ref.dataset == str(dataset):
                 return ref
@@ -312,73 +313,9 @@ def _reference(dataset: Path, cache: Path) -> Reference | None:
 
 # ---- HTML -----------------------------------------------------------------------------------------------
 
-CSS = """
-body { font: 14px/1.4 system-ui, -apple-system, "Segoe UI", Roboto, Helvetica, Arial, sans-serif;
-       margin: 0 auto; padding: 16px 24px; max-width: 1400px; color: #222; background: #fafafa; }
-h1 { font-size: 22px; margin: 0 0 4px; }
-h2 { font-size: 18px; margin: 28px 0 8px; border-bottom: 1px solid #ddd; }
-.muted { color: #777; } .small { font-size: 12px; }
-img { display: block; width: 100%; height: auto; background: #eee; }
-.top { display: flex; flex-wrap: wrap; gap: 16px; align-items: flex-start; }
-.curves { max-width: 800px; flex: 0 1 800px; }
-.overview { max-height: 256px; overflow-y: auto; border: 1px solid #e2e2e2; }
-.overview thead th { position: sticky; top: 0; background: #fff; }
-details { margin: 8px 0; background: #fff; border: 1px solid #e2e2e2; border-radius: 6px; padding: 6px 10px; }
-summary { cursor: pointer; font-weight: 600; } summary .muted { font-weight: normal; }
-.cards { display: grid; grid-template-columns: repeat(auto-fill, minmax(360px, 1fr)); gap: 12px;
-         margin: 10px 0; }
-.card { border: 1px solid #e2e2e2; border-radius: 6px; padding: 8px; background: #fff; }
-.card h3 { font-size: 13px; margin: 0 0 6px; display: flex; justify-content: space-between; gap: 8px; }
-.card audio { width: 100%; height: 32px; margin-bottom: 4px; }
-.card img { margin-top: 3px; border-radius: 2px; }
-.meta, .stats { font-size: 12px; margin: 4px 0 0; }
-.stats { display: grid; grid-template-columns: auto auto auto auto; gap: 0 10px; color: #444; }
-.stats span:nth-child(odd) { color: #888; }
-.badge { font-size: 11px; font-weight: 600; padding: 1px 7px; border-radius: 9px; color: #fff;
-         white-space: nowrap; }
-.v-ok { background: #2e8b57; } .v-silent { background: #888; } .v-noise { background: #d2691e; }
-.v-clipped { background: #c0392b; } .v-stuck { background: #8e44ad; } .v-error { background: #333; }
-table { border-collapse: collapse; font-size: 12px; background: #fff; }
-th, td { padding: 3px 8px; border-bottom: 1px solid #eee; text-align: right; }
-th:first-child, td:first-child { text-align: left; }
-.error { color: #c0392b; font-size: 12px; }
-.why { font-size: 12px; color: #fff; border-radius: 3px; padding: 1px 6px; margin-top: 4px; }
-"""
-
-# Inert unless the page is opened with ?selftest=1: loads every player's metadata and every image, then
-# writes what it found into <pre id="selftest"> for a headless browser's --dump-dom (tests/test_gallery.py).
-SELFTEST_JS = """
-(function () {
-  if (!/[?&]selftest=1/.test(location.search)) return;
-  document.querySelectorAll("details").forEach(function (d) { d.open = true; });
-  function settle(el, ok) {
-    return new Promise(function (done) {
-      el.addEventListener(ok, done, {once: true});
-      el.addEventListener("error", done, {once: true});
-    });
-  }
-  var audios = Array.from(document.querySelectorAll("audio"));
-  var images = Array.from(document.querySelectorAll("img"));
-  var waits = audios.map(function (a) {
-    var p = settle(a, "loadedmetadata");
-    a.preload = "metadata";
-    a.load();
-    return p;
-  }).concat(images.map(function (img) {
-    img.loading = "eager";
-    return img.complete ? Promise.resolve() : settle(img, "load");
-  }));
-  Promise.all(waits).then(function () {
-    var out = document.createElement("pre");
-    out.id = "selftest";
-    out.textContent = JSON.stringify({
-      audio: audios.map(function (a) { return {src: a.getAttribute("src"), duration: a.duration || 0}; }),
-      images: images.map(function (i) { return {src: i.getAttribute("src"), width: i.naturalWidth}; })
-    });
-    document.body.appendChild(out);
-  });
-})();
-"""
+# The page's style and self-test script, inlined so the page works opened from disk (no server, no network).
+CSS = (resources.files("soundalike") / "assets" / "gallery.css").read_text(encoding="utf-8")
+SELFTEST_JS = (resources.files("soundalike") / "assets" / "gallery-selftest.js").read_text(encoding="utf-8")
 
 
 def _esc(v: object) -> str:
@@ -485,8 +422,8 @@ def _overview(groups: list[Group], metrics: list[dict], ref: Reference | None) -
 
 def _data_html(dataset: Path, examples: list[Clip], table: list[Clip], ref: Reference | None,
                page_dir: Path) -> str:
-    manifest = _read_json(dataset / "manifest.json")
-    hours = manifest.get("summary", {}).get("hours", {})
+    manifest = Manifest.find(dataset)
+    hours = manifest.summary.get("hours", {}) if manifest else {}
     hours = hours if isinstance(hours, dict) else {}
     hours_txt = ", ".join(f"{k} {_fmt(v, '.2f', ' h')}" for k, v in hours.items())
     out = [f'<p>Dataset <code>{_esc(dataset)}</code> <span class="muted">{_esc(hours_txt)}</span></p>']
@@ -542,14 +479,18 @@ def build_gallery(run_dir: str | Path, renders_dir: str | Path | None = None) ->
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise UserError(f"{run_dir}: no such run folder")
-    cache = run_dir / CACHE
-    renders_dir = Path(renders_dir) if renders_dir else run_dir.parent.parent / "renders" / run_dir.name
-    if not renders_dir.exists() and renders_dir != run_dir.parent.parent / "renders" / run_dir.name:
+    run = RunFolder(run_dir)
+    if not run.looks_like_a_run() and any(run_dir.iterdir()):
+        raise UserError(f"{run_dir}: not a run folder (no config.yaml, metrics.jsonl or checkpoints/); the page "
+                        "is written into the run folder, so it is not written here")
+    cache = run.page_cache
+    renders_dir = Path(renders_dir) if renders_dir else run.renders
+    if not renders_dir.exists() and renders_dir != run.renders:
         raise UserError(f"{renders_dir}: no such renders folder")
 
-    metrics = read_metrics(run_dir / "metrics.jsonl")
+    metrics = read_metrics(run.metrics)
     curves = cache / "curves.png"
-    has_curves = bool(metrics) and _fresh(curves, run_dir / "metrics.jsonl")
+    has_curves = bool(metrics) and _fresh(curves, run.metrics)
     if metrics and not has_curves:
         has_curves = curves_png(metrics, curves)
 
@@ -593,7 +534,7 @@ def build_gallery(run_dir: str | Path, renders_dir: str | Path | None = None) ->
     page.append(_data_html(dataset, examples, data_clips, ref, run_dir) if dataset else
                 '<p class="muted">No dataset found (config.yaml names none, or its folder is missing).</p>')
     page.append(f"<script>{SELFTEST_JS}</script></body></html>\n")
-    out = run_dir / PAGE
+    out = run.page
     write_text(out, "\n".join(page))
     return out
 

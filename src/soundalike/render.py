@@ -29,15 +29,19 @@ import torch
 from tqdm import tqdm
 
 from . import checkpoint as ckpt_io
-from .atomic import atomic_path, write_json
+from .atomic import atomic_path, check_folder, write_json
 from .audio import iter_blocks
+from .dataset import normalization_gain
+from .device import pick_device
 from .errors import UserError
 from .quantize import Quantizer
+from .run_folder import RunFolder, newest_best, renders_for
 from .sampling.engine import WEIGHTS
 
 STATE = ".render-state.pt"
 SUBTYPE = "PCM_16"  # enough for every quantizer (at most 65536 levels)
 DEFAULT_SECONDS = 60.0
+MAX_COUNT = 65536  # tracks in one batch; more would exhaust memory before the first sample
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -53,6 +57,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--format", choices=("wav", "flac"), default="wav", help="output format (default wav)")
     p.add_argument("--device", help="cpu, cuda or cuda:N (default: CUDA if available)")
     p.add_argument("--out", help="output folder (default: renders/<run>/<YYYYmmdd-HHMMSS>/)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace the tracks and render.json of an earlier render in --out (refused otherwise)")
     p.add_argument("--resume", metavar="DIR", help="continue an interrupted render in DIR; of the other flags "
                                                     "only --seconds (a new length), --device and --threads apply")
     p.add_argument("--threads", type=int, default=0,
@@ -68,6 +74,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.threads < 0:
+        raise UserError(f"--threads must be 0 (one per core) or more, got {args.threads}")
     if args.resume:
         job = Render.resume(Path(args.resume), args.seconds, args.device, args.threads)
     else:
@@ -95,52 +103,16 @@ def parse_temperatures(text: str, count: int) -> list[float]:
     return temps
 
 
-def pick_device(name: str | None) -> torch.device:
-    if name is None:
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        device = torch.device(name)
-    except RuntimeError:
-        raise UserError(f"--device: unknown device {name!r}; use cpu, cuda or cuda:N") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise UserError(f"--device {name}: CUDA is not available on this machine")
-    if device.type not in ("cpu", "cuda"):
-        raise UserError(f"--device {name}: only cpu and cuda are supported")
-    return device
-
-
-def find_checkpoint(ckpt: str | None, runs: str) -> tuple[Path, str, Path]:
-    """-> (checkpoint, run name, renders root). Default: best.pt of the run whose best.pt is newest."""
-    if ckpt is None:
-        found = sorted(Path(runs).glob("*/checkpoints/best.pt"), key=lambda p: p.stat().st_mtime)
-        if not found:
-            raise UserError(f"no trained run found ({runs}/*/checkpoints/best.pt): train one with "
-                            "`python train.py --config configs/demo.yaml`, or pass --ckpt FILE")
-        path = found[-1]
-        print(f"rendering from the most recent run: {path}", file=sys.stderr)
-    else:
-        path = Path(ckpt)
-    path = path.resolve()
-    if path.parent.name == "checkpoints":  # runs/<name>/checkpoints/x.pt -> renders/<name>/ beside runs/
-        return path, path.parent.parent.name, path.parent.parent.parent.parent / "renders"
-    return path, path.stem, Path("renders").resolve()
-
-
 def read_prime(path: str, seconds: float, rate: int, quantizer: Quantizer) -> np.ndarray:
     """The first `seconds` of an audio file as levels: mono, at `rate`, at the dataset's level, quantized."""
-    from .slicing import MAX_GAIN, PEAK_TARGET
-
-    if not seconds > 0:
-        raise UserError(f"--prime-seconds must be positive, got {seconds}")
     want, parts = round(seconds * rate), []
     for block in iter_blocks(path, rate):
         parts.append(block[:want - sum(len(p) for p in parts)])
         if sum(len(p) for p in parts) >= want:
             break
     audio = np.concatenate(parts).astype(np.float64)
-    # Training data is normalized per dataset to a peak of PEAK_TARGET; bring the prime to the same level.
-    peak = float(np.abs(audio).max())
-    audio *= min(PEAK_TARGET / peak, MAX_GAIN) if peak > 0 else 1.0
+    # Training data is normalized per dataset (dataset.normalization_gain); bring the prime to the same level.
+    audio *= normalization_gain(float(np.abs(audio).max()))
     return quantizer.quantize(audio)
 
 
@@ -189,22 +161,30 @@ class Render:
 
     @classmethod
     def start(cls, args: argparse.Namespace) -> Render:
-        if args.count < 1:
-            raise UserError(f"--count must be at least 1, got {args.count}")
+        if not 1 <= args.count <= MAX_COUNT:
+            raise UserError(f"--count must be between 1 and {MAX_COUNT}, got {args.count}")
         seconds = DEFAULT_SECONDS if args.seconds is None else args.seconds
-        if not seconds > 0:
-            raise UserError(f"--seconds must be positive, got {seconds}")
-        if not args.block_seconds > 0:
-            raise UserError(f"--block-seconds must be positive, got {args.block_seconds}")
+        _check_seconds("--seconds", seconds)
+        _check_seconds("--block-seconds", args.block_seconds)
+        if args.seed is not None and not 0 <= args.seed < 2**63:
+            raise UserError(f"--seed must be between 0 and 2**63 - 1, got {args.seed}")
         if args.keep_prime and args.prime is None:
             raise UserError("--keep-prime needs --prime FILE")
+        if args.prime is not None:
+            _check_seconds("--prime-seconds", args.prime_seconds)
+            if not Path(args.prime).is_file():
+                raise UserError(f"--prime {args.prime}: no such file")
         temps = parse_temperatures(args.temperature, args.count)
         device = pick_device(args.device)
-        ckpt, run_name, renders = find_checkpoint(args.ckpt, args.runs)
+        ckpt = (Path(args.ckpt) if args.ckpt else newest_best(args.runs)).resolve()
         seed = args.seed if args.seed is not None else secrets.randbelow(2**31)
-        out = Path(args.out) if args.out else _new_folder(renders / run_name)
+        out = check_folder(args.out if args.out else _new_folder(renders_for(ckpt)), "--out")
         if (out / STATE).exists():
             raise UserError(f"{out}: holds an unfinished render; continue it with --resume {out}")
+        taken = [p.name for p in _outputs(out, args.count) if p.exists()]
+        if taken and not args.overwrite:
+            raise UserError(f"--out {out}: already holds {', '.join(taken[:3])}{', ...' if len(taken) > 3 else ''}; "
+                            "choose another folder, or pass --overwrite to replace them")
         params = {"checkpoint": str(ckpt), "seconds": seconds, "count": args.count, "temperatures": temps,
                   "seed": seed, "format": args.format, "block_seconds": args.block_seconds, "weights": args.weights,
                   "prime": None if args.prime is None else {"file": str(Path(args.prime).resolve()),
@@ -231,18 +211,18 @@ class Render:
             done = (out / "render.json").is_file()
             raise UserError(f"{out}: " + ("this render is complete; nothing to resume" if done
                                           else f"no render to resume here ({STATE} not found)"))
-        try:
-            state = torch.load(out / STATE, weights_only=False)
-        except Exception as e:  # noqa: BLE001 (torch raises many kinds for a damaged file)
-            raise UserError(f"{out / STATE}: unreadable render state ({type(e).__name__}: {e})") from None
+        state = _read_state(out / STATE)
         params = state["params"]
         if seconds is not None:
-            if not seconds > 0:
-                raise UserError(f"--seconds must be positive, got {seconds}")
+            _check_seconds("--seconds", seconds)
             params["seconds"] = seconds
         job = cls(out, params, pick_device(device), threads)
-        job.sampler.load_state_dict(state["sampler"])
-        job.peak, job.sumsq, job.frames = state["peak"], state["sumsq"], state["frames"]
+        try:
+            job.sampler.load_state_dict(state["sampler"])
+        except (KeyError, TypeError, ValueError, IndexError, RuntimeError) as e:
+            raise UserError(f"{out / STATE}: not a render state this checkpoint can continue "
+                            f"({type(e).__name__}: {e})") from None
+        job.peak, job.sumsq, job.frames = (state[k].numpy() for k in ("peak", "sumsq", "frames"))
         if job.sampler.generated > job.target:
             raise UserError(f"{out}: already holds {job.sampler.generated / job.rate:g} s; --seconds must be more")
         for path, frames in zip(job.paths, job.frames):
@@ -268,8 +248,9 @@ class Render:
         self.frames = self.frames + audio.shape[1]
 
     def _save_state(self) -> None:
-        state = {"params": self.params, "sampler": self.sampler.state_dict(), "peak": self.peak,
-                 "sumsq": self.sumsq, "frames": self.frames}
+        # Tensors, not numpy arrays: the state is read back with weights_only=True, which runs no pickled code.
+        state = {"params": self.params, "sampler": self.sampler.state_dict(), "peak": torch.from_numpy(self.peak),
+                 "sumsq": torch.from_numpy(self.sumsq), "frames": torch.from_numpy(self.frames)}
         with atomic_path(self.out / STATE, suffix=".pt") as tmp:
             torch.save(state, tmp)
 
@@ -340,6 +321,32 @@ class Render:
                   f"RMS {_db(rms)} dBFS")
 
 
+def _read_state(path: Path) -> dict:
+    """A render's saved state, read without running any code from the file, its structure checked."""
+    state = ckpt_io.load_data(path, "render state")
+    n = state.get("params", {}).get("count") if isinstance(state, dict) and isinstance(state.get("params"), dict) \
+        else None
+    ok = isinstance(n, int) and n >= 1 and isinstance(state.get("sampler"), dict) and all(
+        isinstance(state.get(k), torch.Tensor) and state[k].shape == (n,) for k in ("peak", "sumsq", "frames"))
+    params = state["params"] if ok else {}
+    ok = ok and all(k in params for k in ("checkpoint", "seconds", "temperatures", "seed", "format",
+                                          "block_seconds"))
+    if not ok:
+        raise UserError(f"{path}: not a soundalike render state (wrong structure)")
+    return state
+
+
+def _check_seconds(flag: str, value: float) -> None:
+    if not 0 < value < math.inf:
+        raise UserError(f"{flag} must be a positive number of seconds, got {value}")
+
+
+def _outputs(out: Path, count: int) -> list[Path]:
+    """Every file a render of `count` tracks may write in `out`."""
+    tracks = [out / f"track-{i:02d}.{ext}" for i in range(count) for ext in ("wav", "flac")]
+    return [*tracks, out / "render.json", out / STATE]
+
+
 def _sha256(path: str) -> str | None:
     h = hashlib.sha256()
     try:
@@ -389,11 +396,11 @@ def _gallery(job: Render) -> None:
     """Refresh the gallery page of the checkpoint's run, when the checkpoint lies in a run directory."""
     from .gallery import build_gallery
 
-    ckpt = Path(job.params["checkpoint"])
-    if ckpt.parent.name != "checkpoints":
+    run = RunFolder.of_checkpoint(Path(job.params["checkpoint"]))
+    if run is None:
         return
     try:
-        page = build_gallery(ckpt.parent.parent)
+        page = build_gallery(run.path)
     except Exception as e:  # noqa: BLE001 (the tracks are done; a gallery problem must not fail the render)
         print(f"warning: the gallery was not updated ({type(e).__name__}: {e})", file=sys.stderr)
         return

@@ -30,9 +30,9 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import json
 import math
 import os
+import re
 import shutil
 import sys
 from collections.abc import Iterator
@@ -44,14 +44,14 @@ import soundfile as sf
 from tqdm import tqdm
 
 from . import __version__
-from .atomic import atomic_path, write_json
+from .atomic import atomic_path, check_folder, write_json
 from .audio import HINT, QUALITY, file_info, iter_blocks, write_wav
+from .dataset import FORMAT, MANIFEST, MAX_GAIN, PEAK_TARGET, SPLITS, Manifest, normalization_gain
 from .errors import UserError
 
-SPLITS = ("train", "valid", "test")
-FORMAT = 1
-PEAK_TARGET = 0.98
-MAX_GAIN = 100.0
+JOURNAL = ".slice-journal"  # names of chunk files a run is about to write, so a later run may remove them
+# atomic_path's temporary names for chunk files: `.<chunk>.wav.<random>.wav.tmp`
+TEMP_CHUNK = re.compile(r"\.[0-9a-f]{8}-\d{6,}\.wav\.[^/]*\.wav\.tmp")
 INDEX_STRIDE = 1_000_000  # added to a chunk's index when its usual name is still taken by the old manifest
 HASH_BLOCK = 1 << 20
 SILENT_DB = -200.0  # the RMS recorded for digital silence (log of zero)
@@ -88,8 +88,12 @@ def make_params(sample_rate: int = 16000, chunk_seconds: float = 8.0, overlap_se
                 split: str = "0.88,0.06,0.06", seed: int = 0, silence_db: float = -50.0,
                 region_seconds: float = 60.0) -> dict:
     """Check the slicing parameters and return them as the manifest's `params`."""
-    if sample_rate < 1000:
-        raise UserError(f"--sample-rate must be at least 1000 Hz, got {sample_rate}")
+    if not 1000 <= sample_rate <= 384000:
+        raise UserError(f"--sample-rate must be between 1000 and 384000 Hz, got {sample_rate}")
+    for flag, value in (("--chunk-seconds", chunk_seconds), ("--overlap-seconds", overlap_seconds),
+                        ("--region-seconds", region_seconds), ("--silence-db", silence_db)):
+        if not math.isfinite(value):
+            raise UserError(f"{flag} must be a finite number, got {value}")
     if round(chunk_seconds * sample_rate) < 1:
         raise UserError(f"--chunk-seconds must be positive, got {chunk_seconds}")
     if not 0 <= overlap_seconds < chunk_seconds:
@@ -132,15 +136,15 @@ class _Grid:
 def slice_dataset(inputs: list[Path], out: Path, params: dict, force: bool = False,
                   progress: bool = True) -> dict:
     """Slice the audio files in `inputs` into the dataset folder `out`; return the manifest written."""
-    out = Path(out)
+    out = check_folder(out, "--out")
     grid = _Grid.of(params)
-    old = _load_manifest(out)
+    files, skipped = _collect(inputs, out.resolve())
+    old, ours = _previous(out)
     # Analysis and chunk files are only reused when they were made exactly as this run would make them.
     same = (old is not None and not force and old.get("params") == params
             and old.get("tool_version") == __version__)
     known = {s["sha256"]: s for s in old["sources"] if "analysis" in s} if same else {}
 
-    files, skipped = _collect(inputs, out.resolve())
     sources = _analyse_all(files, out.resolve(), grid, known, skipped, progress)
     skipped.sort(key=lambda s: s["path"])
     if not sources:
@@ -153,7 +157,9 @@ def slice_dataset(inputs: list[Path], out: Path, params: dict, force: bool = Fal
         raise UserError(f"every chunk is silent (RMS below {params['silence_db']:g} dBFS after "
                         f"normalization); lower --silence-db or add louder recordings")
     reuse_chunks = same and old.get("storage_scale") == plan.scale
-    chunks = _write_chunks(sources, plan, grid, out, old, reuse_chunks, progress)
+    out.mkdir(parents=True, exist_ok=True)
+    with open(out / JOURNAL, "a", encoding="utf-8") as journal:
+        chunks = _write_chunks(sources, plan, grid, out, old, ours, journal, reuse_chunks, progress)
 
     counts = {s: sum(c["split"] == s for c in chunks) for s in SPLITS}
     manifest = {
@@ -173,8 +179,9 @@ def slice_dataset(inputs: list[Path], out: Path, params: dict, force: bool = Fal
             "guard_dropped": plan.guard,
         },
     }
-    write_json(out / "manifest.json", manifest)
-    _remove_unreferenced(out, {c["file"] for c in chunks})
+    write_json(out / MANIFEST, manifest)
+    _remove_unreferenced(out, {c["file"] for c in chunks}, ours | set((out / JOURNAL).read_text().split()))
+    (out / JOURNAL).unlink()
     return manifest
 
 
@@ -199,13 +206,30 @@ def format_summary(manifest: dict, out: Path) -> str:
     return "\n".join(lines)
 
 
-def _load_manifest(out: Path) -> dict | None:
-    try:
-        m = json.loads((out / "manifest.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    ok = isinstance(m, dict) and m.get("format") == FORMAT and isinstance(m.get("chunks"), list)
-    return m if ok else None
+def _previous(out: Path) -> tuple[dict | None, set[str]]:
+    """The dataset already in `out` (its manifest, or None) and the chunk names an earlier run wrote.
+
+    A slicer may only replace or remove files it can prove it wrote: those its manifest lists, those its
+    journal lists (a killed run's) and its own temporary names. A non-empty folder that holds neither a
+    manifest nor a journal is someone else's, and is refused.
+    """
+    if out.exists() and not out.is_dir():
+        raise UserError(f"--out {out}: is a file, not a folder")
+    if not out.is_dir():
+        return None, set()
+    journal = out / JOURNAL
+    ours = set(journal.read_text(encoding="utf-8").split()) if journal.is_file() else set()
+    if (out / MANIFEST).exists():
+        try:
+            manifest = Manifest.load(out)
+        except UserError as e:  # never overwritten: it may be a damaged dataset the user wants to look at
+            raise UserError(f"--out {out}: holds a {MANIFEST} this tool cannot use ({e}); choose another "
+                            "folder") from None
+        return manifest.data, ours | {c.file for c in manifest.chunks}
+    if any(out.iterdir()) and not journal.is_file():
+        raise UserError(f"--out {out}: the folder is not empty and holds no dataset ({MANIFEST}); choose a new "
+                        "or empty folder (nothing in it was changed)")
+    return None, ours
 
 
 def _collect(inputs: list[Path], out: Path) -> tuple[list[Path], list[dict]]:
@@ -222,7 +246,7 @@ def _collect(inputs: list[Path], out: Path) -> tuple[list[Path], list[dict]]:
                 dirs[:] = sorted(d for d in dirs if not d.startswith(".") and Path(root, d) != out)
                 files += [Path(root, n) for n in sorted(names) if not n.startswith(".")]
         else:
-            skipped.append({"path": str(inp), "reason": "no such file or folder"})
+            raise UserError(f"{inp}: no such file or folder (an input of slice)")
     unique = list(dict.fromkeys(files))
     return unique, skipped
 
@@ -339,7 +363,7 @@ class _Plan:
 def _plan(sources: list[dict], params: dict, grid: _Grid) -> _Plan:
     """Gain, silent chunks, regions, the split of every region, and the chunks kept at split borders."""
     peak = max(s["analysis"]["peak"] for s in sources)
-    norm = min(PEAK_TARGET / peak, MAX_GAIN) if peak > 0 else MAX_GAIN
+    norm = normalization_gain(peak)
     scale = 1.0 if peak <= 1.0 else 1.0 / peak
     gain_db = 20 * math.log10(norm)
     fractions = params["splits"]
@@ -403,8 +427,9 @@ def _same_audio(path: Path, samples: np.ndarray, rate: int) -> bool:
 
 
 def _write_chunks(sources: list[tuple[Path, dict]], plan: _Plan, grid: _Grid, out: Path, old: dict | None,
-                  reuse: bool, progress: bool) -> list[dict]:
-    """Pass 2: make a file for every kept chunk, never touching a file the old manifest uses."""
+                  ours: set[str], journal, reuse: bool, progress: bool) -> list[dict]:
+    """Pass 2: make a file for every kept chunk, never touching a file the old manifest uses or a file this
+    tool did not write; every new name is added to the `journal` before its file is written."""
     old_files = {c["file"]: c for c in old["chunks"]} if old else {}
     old_at = {(c["source"], round(c["offset"] * grid.rate) // grid.hop): c
               for c in (old["chunks"] if reuse else [])}
@@ -419,7 +444,11 @@ def _write_chunks(sources: list[tuple[Path, dict]], plan: _Plan, grid: _Grid, ou
             idx += INDEX_STRIDE
 
     def free(name: str) -> bool:
-        return name not in used and name not in old_files
+        return name not in used and name not in old_files and (name in ours or not (out / name).exists())
+
+    def claim(name: str) -> None:
+        journal.write(name + "\n")
+        journal.flush()
 
     def record(name: str, sha: str, pos: int, split: str) -> None:
         used.add(name)
@@ -436,6 +465,7 @@ def _write_chunks(sources: list[tuple[Path, dict]], plan: _Plan, grid: _Grid, ou
                 record(prev["file"], sha, pos, split)
             else:
                 name = next(n for n in names(split, sha, pos) if free(n))
+                claim(name)
                 _link(out / prev["file"], out / name)
                 record(name, sha, pos, split)
 
@@ -461,6 +491,9 @@ def _write_chunks(sources: list[tuple[Path, dict]], plan: _Plan, grid: _Grid, ou
                     if old_files[name]["source"] == sha and _same_audio(out / name, samples, grid.rate):
                         break
                     continue
+                if not free(name):
+                    continue
+                claim(name)
                 write_wav(out / name, samples, grid.rate)
                 break
             record(name, sha, pos, want[pos])
@@ -484,12 +517,12 @@ def _link(src: Path, dst: Path) -> None:
             shutil.copyfile(src, tmp)
 
 
-def _remove_unreferenced(out: Path, keep: set[str]) -> None:
-    """Delete chunk files (and temporary files of killed runs) that the new manifest does not use."""
+def _remove_unreferenced(out: Path, keep: set[str], ours: set[str]) -> None:
+    """Delete chunk files this tool wrote (`ours`, and its temporary files) that the new manifest does not use."""
     folder = out / "chunks"
     if not folder.is_dir():
         return
     for path in folder.rglob("*"):
         rel = path.relative_to(out).as_posix()
-        if path.is_file() and path.suffix in (".wav", ".tmp") and rel not in keep:
+        if path.is_file() and rel not in keep and (rel in ours or TEMP_CHUNK.fullmatch(path.name)):
             path.unlink()

@@ -46,7 +46,8 @@ import numpy as np
 import soundfile as sf
 import soxr
 
-from .atomic import atomic_path, write_json
+from .atomic import atomic_path, check_folder, write_json
+from .dataset import Manifest
 from .errors import UserError
 from .spectrogram import FLOOR_DB, log_mel, mel_filterbank, power_db, stft_power
 
@@ -309,15 +310,8 @@ def frechet_distance(a: FrameGaussian, b: FrameGaussian) -> float:
 
 
 def dataset_chunks(dataset: str | Path, split: str) -> list[Path]:
-    """The chunk files of one split of a sliced dataset folder, in manifest order."""
-    dataset = Path(dataset)
-    try:
-        manifest = json.loads((dataset / "manifest.json").read_text(encoding="utf-8"))
-        chunks = manifest["chunks"]
-    except (OSError, ValueError, KeyError, TypeError) as e:
-        raise UserError(f"{dataset}: not a sliced dataset folder (manifest.json: {e})") from None
-    files = [dataset / c["file"] for c in chunks if c.get("split") == split]
-    return [f for f in files if f.is_file()]
+    """The chunk files of one split of a sliced dataset folder, in manifest order (those present)."""
+    return [c.path for c in Manifest.load(dataset).split(split) if c.path.is_file()]
 
 
 def spread(items: list, count: int) -> list:
@@ -329,10 +323,7 @@ def spread(items: list, count: int) -> list:
 
 def dataset_gain(dataset: str | Path) -> float:
     """The dataset-wide normalization gain of a sliced dataset (what the model was trained on)."""
-    try:
-        return float(json.loads((Path(dataset) / "manifest.json").read_text(encoding="utf-8")).get("gain", 1.0))
-    except (OSError, ValueError, TypeError) as e:
-        raise UserError(f"{dataset}: not a sliced dataset folder (manifest.json: {e})") from None
+    return Manifest.load(dataset).gain
 
 
 def fit_files(files: list[Path], max_seconds: float | None = None,
@@ -434,6 +425,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="audio read from each dataset split (default %(default)s)")
 
 
+def _check_report_path(path: Path) -> None:
+    """--json may replace an earlier report of this command, never another file; checked before any work."""
+    check_folder(path.parent, "--json")
+    if path.is_dir():
+        raise UserError(f"--json {path}: is a folder; give a file name")
+    if path.exists():
+        try:
+            old = json.loads(path.read_text(encoding="utf-8"))
+            ours = isinstance(old, dict) and {"clips", "verdicts"} <= old.keys()
+        except (OSError, ValueError, UnicodeDecodeError):
+            ours = False
+        if not ours:
+            raise UserError(f"--json {path}: exists and is not a report of `soundalike stats`; it was left as "
+                            "it is, choose another name")
+
+
 def _row(cells: list[str], widths: list[int]) -> str:
     return "  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(cells, widths)))
 
@@ -458,6 +465,10 @@ def format_table(rows: list[tuple[str, dict]]) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
+    if not 0 < args.max_seconds < math.inf:
+        raise UserError(f"--max-seconds must be a positive number, got {args.max_seconds}")
+    if args.json:
+        _check_report_path(Path(args.json))
     files = audio_files(args.paths)
     if not files:
         raise UserError(f"no audio files in {', '.join(args.paths)}")

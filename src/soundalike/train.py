@@ -20,26 +20,29 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 from tqdm import tqdm
 
+from . import callbacks, models
 from . import checkpoint as ckpt_io
-from . import models
-from .atomic import atomic_open
+from .atomic import check_folder
 from .config import Config, load_config, parse_duration, save_config
-from .data import AudioDataset, TBPTTLoader, eval_batches
+from .data import AudioDataset, TBPTTLoader
+from .device import pick_device
 from .errors import UserError
+from .evaluate import LOG2, evaluate_nll
 from .quantize import Quantizer
-
-LOG2 = math.log(2)
-GALLERY_EVERY_S = 120  # the page redraws pictures; frequent validations need not redraw it each time
+from .run_folder import RunFolder, numbered
 
 
 class TrainingDiverged(UserError):
     """The loss became NaN or infinite."""
+
+
+class _Interrupted(Exception):
+    """A stop signal arrived during validation or sample rendering, which are abandoned for it."""
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -86,23 +89,14 @@ def setup_distributed(device: str | None) -> tuple[Dist, torch.device]:
     world = int(os.environ.get("WORLD_SIZE", "1"))
     d = Dist(int(os.environ.get("RANK", "0")), world, int(os.environ.get("LOCAL_RANK", "0")))
     if device is None:
-        device = f"cuda:{d.local_rank}" if torch.cuda.is_available() else "cpu"
-    dev = torch.device(device)
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise UserError(f"--device {device}: CUDA is not available on this machine")
+        dev = torch.device(f"cuda:{d.local_rank}" if torch.cuda.is_available() else "cpu")
+    else:
+        dev = pick_device(device)
     if world > 1 and not dist.is_initialized():
         if dev.type == "cuda":
             torch.cuda.set_device(dev)
         dist.init_process_group("nccl" if dev.type == "cuda" else "gloo")
     return d, dev
-
-
-def _all_reduce(values: list[float], device: torch.device) -> list[float]:
-    if not (dist.is_available() and dist.is_initialized()):
-        return values
-    t = torch.tensor(values, dtype=torch.float64, device=device)
-    dist.all_reduce(t)
-    return t.tolist()
 
 
 def detach_state(state):
@@ -120,42 +114,6 @@ def bf16_supported(device: torch.device) -> bool:
     return bool(torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported())
 
 
-@torch.no_grad()
-def evaluate_nll(model, dataset: AudioDataset, batch_size: int, seq_len: int, device: torch.device,
-                 dist_info: Dist | None = None) -> dict:
-    """NLL of every sample of `dataset` (sharded over ranks, summed): {'bits': bits/sample, 'samples': n}."""
-    dist_info = dist_info or Dist()
-    model.eval()
-    lookback = model.lookback
-    total_nats, total_n = 0.0, 0.0
-    state = None
-    for batch in eval_batches(dataset, batch_size, seq_len, lookback, dist_info.rank, dist_info.world):
-        x, reset, mask = batch.x.to(device), batch.reset.to(device), batch.mask.to(device)
-        if state is not None and state_batch(state) != x.shape[0]:
-            state = None  # the last group may hold fewer streams
-        logits, state = model(x, state, reset)
-        nll = F.cross_entropy(logits.float().transpose(1, 2), x[:, lookback:], reduction="none")
-        total_nats += float((nll * mask).sum())
-        total_n += float(mask.sum())
-    total_nats, total_n = _all_reduce([total_nats, total_n], device)
-    model.train()
-    return {"bits": total_nats / max(total_n, 1) / LOG2, "samples": int(total_n)}
-
-
-def state_batch(state) -> int:
-    first = state[0]
-    while not isinstance(first, torch.Tensor):
-        first = first[0]
-    return first.shape[1]
-
-
-def marginal_entropy_bits(levels: np.ndarray, q_levels: int) -> float:
-    """Entropy in bits of the marginal distribution of quantized values (a no-model baseline)."""
-    counts = np.bincount(np.asarray(levels).ravel(), minlength=q_levels).astype(np.float64)
-    p = counts[counts > 0] / counts.sum()
-    return float(-(p * np.log2(p)).sum())
-
-
 class Trainer:
     """Owns the run folder, the model, the optimizer and the loop."""
 
@@ -167,11 +125,10 @@ class Trainer:
             raise UserError(f"train.batch_size: {t.batch_size} is not divisible by the {self.dist.world} ranks")
         if self.device.type == "cpu":
             torch.set_num_threads(t.threads or os.cpu_count() or 1)
-        self.run_dir = Path(cfg.run_root) / cfg.name
-        self.ckpt_dir = self.run_dir / "checkpoints"
-        if fresh and self.dist.main and self.run_dir.exists():
-            aside = self.run_dir.with_name(f"{self.run_dir.name}.old-{time.strftime('%Y%m%d-%H%M%S')}")
-            self.run_dir.rename(aside)
+        self.run = RunFolder(check_folder(Path(cfg.run_root) / cfg.name, "run folder"))
+        if fresh and self.dist.main and self.run.path.exists():
+            aside = self.run.path.with_name(f"{self.run.path.name}.old-{time.strftime('%Y%m%d-%H%M%S')}")
+            self.run.path.rename(aside)
         self._barrier()
 
         self.quantizer = Quantizer(cfg.data.quantization, cfg.data.q_levels)
@@ -195,8 +152,10 @@ class Trainer:
                                   self.model.lookback, t.seed, self.dist.rank, self.dist.world)
         self.step, self.elapsed, self.best_val = 0, 0.0, math.inf
         self.tbptt_state = None
-        self.stop_reason: str | None = None
-        self._gallery_at = 0.0
+        self.stop_reason: str | None = None  # set by a stop signal
+        self._interruptible = False  # whether a stop signal may abandon what runs now (validation, samples)
+        self.validation_pending = False  # a signal cut the validation of this step short: run it on resume
+        self.after_validation: list[callbacks.Job] = [callbacks.PreviewClips(), callbacks.GalleryPage()]
         self._resume_or_start()
         self.tensorboard = self._open_tensorboard()
 
@@ -207,33 +166,33 @@ class Trainer:
             dist.barrier()
 
     def _resume_or_start(self) -> None:
-        latest = self.ckpt_dir / "latest.pt"
+        latest = self.run.checkpoint("latest")
         if latest.exists():
             ck = ckpt_io.load_checkpoint(latest, map_location=self.device)
             old = ck["config"]
             for section in ("data", "model"):
                 if old[section] != self.cfg.to_dict()[section]:
-                    raise UserError(f"{self.run_dir}: holds a run with a different {section} section; use "
+                    raise UserError(f"{self.run.path}: holds a run with a different {section} section; use "
                                     f"--name NEW or --fresh to start a new run")
             if old["train"]["batch_size"] != self.cfg.train.batch_size or \
                     old["train"]["seq_len"] != self.cfg.train.seq_len:
-                raise UserError(f"{self.run_dir}: train.batch_size and train.seq_len must match the run "
+                raise UserError(f"{self.run.path}: train.batch_size and train.seq_len must match the run "
                                 f"being resumed ({old['train']['batch_size']}, {old['train']['seq_len']})")
             self._load_training_state(ck)
             self.log(f"resumed {latest} at step {self.step}")
         else:
-            self.log(f"new run {self.run_dir}: {models.samplernn.count_parameters(self.model):,} parameters, "
+            self.log(f"new run {self.run.path}: {models.samplernn.count_parameters(self.model):,} parameters, "
                      f"device {self.device}, bf16 autocast {'on' if self.use_amp else 'off'}")
         if self.dist.main:
-            save_config(self.cfg, self.run_dir / "config.yaml")
+            save_config(self.cfg, self.run.config)
 
     def log(self, msg: str) -> None:
         if not self.dist.main:
             return
-        self.run_dir.mkdir(parents=True, exist_ok=True)
+        self.run.path.mkdir(parents=True, exist_ok=True)
         line = f"[{time.strftime('%Y-%m-%d %H:%M:%S')}] {msg}"
         tqdm.write(line)
-        with open(self.run_dir / "train.log", "a", encoding="utf-8") as f:
+        with open(self.run.log, "a", encoding="utf-8") as f:
             f.write(line + "\n")
 
     def metrics(self, **values) -> None:
@@ -241,7 +200,7 @@ class Trainer:
         if not self.dist.main:
             return
         row = {"step": self.step, "elapsed_s": round(self.elapsed, 3), **values}
-        with open(self.run_dir / "metrics.jsonl", "a", encoding="utf-8") as f:
+        with open(self.run.metrics, "a", encoding="utf-8") as f:
             f.write(json.dumps(row) + "\n")
         if self.tensorboard is not None:
             for key, value in values.items():
@@ -256,7 +215,7 @@ class Trainer:
             from torch.utils.tensorboard import SummaryWriter
         except ImportError:  # tensorboard is optional
             return None
-        return SummaryWriter(str(self.run_dir / "tensorboard"))
+        return SummaryWriter(str(self.run.tensorboard))
 
     # --- checkpoints ----------------------------------------------------------------------------------------
 
@@ -266,6 +225,7 @@ class Trainer:
         payload.update(
             optimizer=self.opt.state_dict(), scheduler=self.sched.state_dict(), step=self.step,
             elapsed_s=self.elapsed, best_val_bits=self.best_val, loader=self.loader.state_dict(),
+            validation_pending=self.validation_pending,
             tbptt_state=detach_state(self.tbptt_state), torch_rng=torch.get_rng_state(),
             cuda_rng=torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None)
         return payload
@@ -277,6 +237,7 @@ class Trainer:
         self.step, self.elapsed, self.best_val = ck["step"], ck["elapsed_s"], ck["best_val_bits"]
         self.loader.load_state_dict(ck["loader"])
         self.tbptt_state = ck["tbptt_state"]
+        self.validation_pending = bool(ck.get("validation_pending", False))
         torch.set_rng_state(ck["torch_rng"])
         if ck.get("cuda_rng") is not None and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(ck["cuda_rng"])
@@ -287,9 +248,9 @@ class Trainer:
             return
         payload = self._training_state()
         for name in names:
-            ckpt_io.save_checkpoint(self.ckpt_dir / f"{name}.pt", payload)
-        numbered = sorted(self.ckpt_dir.glob("step-*.pt"))
-        for old in numbered[:-self.cfg.train.keep_last]:
+            ckpt_io.save_checkpoint(self.run.checkpoint(name), payload)
+        # Only names this trainer writes (step-<8 digits>.pt): a user's own file there is never removed.
+        for old in self.run.numbered_checkpoints()[:-self.cfg.train.keep_last]:
             old.unlink()
 
     # --- the loop ---------------------------------------------------------------------------------------------
@@ -311,7 +272,7 @@ class Trainer:
         if not torch.isfinite(loss):
             raise TrainingDiverged(
                 f"loss became {loss.item()} at step {self.step + 1}; the last good checkpoint "
-                f"{self.ckpt_dir / 'latest.pt'} is intact. Lower train.lr or train.grad_clip and resume.")
+                f"{self.run.checkpoint('latest')} is intact. Lower train.lr or train.grad_clip and resume.")
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.train.grad_clip)
@@ -326,7 +287,7 @@ class Trainer:
         # would make every rank take part in a collective per batch. No autocast: the reported metric is
         # computed in full precision, the same as `soundalike evaluate`.
         v = evaluate_nll(self.model, self.valid_set, self.cfg.train.val_batch_size, self.cfg.train.seq_len,
-                         self.device, self.dist)
+                         self.device, self.dist.rank, self.dist.world)
         return v["bits"]
 
     def check_ranks_in_sync(self) -> None:
@@ -341,40 +302,6 @@ class Trainer:
             raise AssertionError(f"DDP replicas diverged at step {self.step}")
         self.log(f"step {self.step}: {self.dist.world} ranks in sync ({len(params)} parameter tensors equal)")
 
-    def render_samples(self) -> list[dict]:
-        """Render a few short clips from the current weights into samples/step-N/ (rank 0)."""
-        t = self.cfg.train
-        if not self.dist.main or t.sample_count < 1 or t.sample_seconds <= 0:
-            return []
-        from .audio import write_wav
-        from .sampling import generate
-
-        out = self.run_dir / "samples" / f"step-{self.step:08d}"
-        n = int(t.sample_seconds * self.train_set.sample_rate)
-        self.model.eval()
-        levels = generate(self.model, n, batch=t.sample_count, temperature=t.sample_temperature,
-                          seed=t.seed + self.step)
-        self.model.train()
-        audio = self.quantizer.dequantize(levels.cpu().numpy())
-        stats = []
-        for i, clip in enumerate(audio):
-            wav = out / f"sample-{i:02d}.wav"
-            write_wav(wav, clip, self.train_set.sample_rate)
-            meta = {"step": self.step, "temperature": t.sample_temperature, "seed": t.seed + self.step,
-                    "stream": i, "checkpoint": str(self.ckpt_dir / "latest.pt"), "seconds": t.sample_seconds}
-            with atomic_open(out / f"sample-{i:02d}.json") as f:
-                json.dump(meta, f)
-            stats.append(self._clip_stats(clip, wav))
-        return stats
-
-    def _clip_stats(self, clip: np.ndarray, wav: Path) -> dict:
-        from .stats import clip_stats
-
-        s = clip_stats(clip, self.train_set.sample_rate)
-        if s.get("verdict") in ("noise", "silent", "stuck", "clipped"):
-            self.log(f"warning: sample {wav.name} at step {self.step} sounds {s['verdict']}")
-        return {"file": str(wav), **s}
-
     def _stop_requested(self, deadline: float | None, started: float) -> str | None:
         t = self.cfg.train
         if t.max_steps and self.step >= t.max_steps:
@@ -384,9 +311,27 @@ class Trainer:
         return self.stop_reason
 
     def _on_signal(self, signum, frame) -> None:
+        if self.stop_reason is not None:  # a second signal: stop at once (an atomic write in progress is dropped)
+            raise KeyboardInterrupt
         self.stop_reason = f"received signal {signal.Signals(signum).name}"
+        if self._interruptible:
+            raise _Interrupted
+
+    def _agree(self, reason: str | None) -> str | None:
+        """Under DDP every rank must stop at the same step: a stop wanted by any rank (a signal reaches ranks
+        at different moments; time limits are read on different clocks) stops them all."""
+        if self.dist.world == 1:
+            return reason
+        kind = 2 if self.stop_reason else 1 if reason else 0
+        flag = torch.tensor([kind], dtype=torch.float64, device=self.device)
+        dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+        if int(flag.item()) == 2 and self.stop_reason is None:
+            self.stop_reason = "another rank received a stop signal"
+        return reason or (None if int(flag.item()) == 0 else self.stop_reason or "another rank reached a limit")
 
     def fit(self) -> None:
+        """Train until a limit or a stop signal. On SIGINT / SIGTERM only `latest` is written (no validation,
+        samples or gallery, which can take minutes); a second signal exits at once."""
         t = self.cfg.train
         deadline = parse_duration(t.max_time)
         started = time.time()
@@ -399,7 +344,9 @@ class Trainer:
         window_loss, window_n, window_t = 0.0, 0, time.time()
         last_val_step = self.step
         try:
-            while (reason := self._stop_requested(deadline, started)) is None:
+            if self.validation_pending:  # the run was stopped during this step's validation
+                self._checkpoint_and_validate()
+            while (reason := self._agree(self._stop_requested(deadline, started))) is None:
                 step_t = time.time()
                 loss = self.train_step()
                 self.elapsed += time.time() - step_t
@@ -424,40 +371,53 @@ class Trainer:
                     last_val_step = self.step
                     window_t = time.time()
                 elif self.step % t.ckpt_every == 0:
-                    self.save([f"step-{self.step:08d}", "latest"])
+                    self.save([numbered(self.step), "latest"])
+            if self.stop_reason is not None:
+                self._stop_now()
+                return
             if self.step != last_val_step:
                 self._checkpoint_and_validate()
             self.log(f"stopped at step {self.step}: {reason}")
-            self._gallery(force=True)
+            self._after_validation(final=True)
+        except _Interrupted:
+            self._stop_now()
         finally:
             bar.close()
             for s, h in old_handlers.items():
                 signal.signal(s, h)
         self._barrier()
 
+    def _stop_now(self) -> None:
+        """Save `latest` (everything exact resume needs) and nothing else: the process may have seconds left."""
+        self.save(["latest"])
+        self.log(f"stopped at step {self.step}: {self.stop_reason}; saved {self.run.checkpoint('latest')}, run "
+                 "the same command to resume")
+
+    def _after_validation(self, final: bool = False) -> None:
+        """The after-validation jobs (rank 0); `final`: the run ends, only the jobs that must see it run."""
+        if not self.dist.main:
+            return
+        for job in self.after_validation:
+            if not final or isinstance(job, callbacks.GalleryPage):
+                job(self, force=final)
+
     def _checkpoint_and_validate(self) -> None:
         t = self.cfg.train
         self.check_ranks_in_sync()
-        val = self.validate()
-        improved = val < self.best_val
-        self.best_val = min(self.best_val, val)
-        names = ["latest"] + (["best"] if improved else [])
-        if self.step % t.ckpt_every == 0:
-            names.append(f"step-{self.step:08d}")
-        self.save(names)
-        stats = self.render_samples()
-        self.metrics(val_bits=val, best_val_bits=self.best_val, **({"sample_stats": stats} if stats else {}))
-        self.log(f"step {self.step}: validation NLL {val:.4f} bits/sample (best {self.best_val:.4f})")
-        self._gallery()
-
-    def _gallery(self, force: bool = False) -> None:
-        """Rebuild the run's gallery page, at most every GALLERY_EVERY_S seconds unless `force`."""
-        if not self.dist.main or (not force and time.time() - self._gallery_at < GALLERY_EVERY_S):
-            return
-        self._gallery_at = time.time()
-        from .gallery import build_gallery
-
+        # Under DDP a rank leaving validation alone would hang the others in its collectives.
+        self._interruptible = self.dist.world == 1
+        self.validation_pending = True
         try:
-            build_gallery(self.run_dir)
-        except Exception as e:  # noqa: BLE001 (the page is a convenience; training must go on)
-            self.log(f"warning: could not rebuild the gallery: {type(e).__name__}: {e}")
+            val = self.validate()
+            improved = val < self.best_val
+            self.best_val = min(self.best_val, val)
+            self.validation_pending = False
+            names = ["latest"] + (["best"] if improved else [])
+            if self.step % t.ckpt_every == 0:
+                names.append(numbered(self.step))
+            self.save(names)
+            self.metrics(val_bits=val, best_val_bits=self.best_val)
+            self.log(f"step {self.step}: validation NLL {val:.4f} bits/sample (best {self.best_val:.4f})")
+            self._after_validation()
+        finally:
+            self._interruptible = False

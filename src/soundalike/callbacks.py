@@ -1,0 +1,75 @@
+"""What training does after each validation, besides saving checkpoints: a list of jobs the trainer calls in
+order on rank 0 (`Trainer.after_validation`). Each takes the trainer; a failure of a convenience job (the
+gallery) is logged, never fatal. A stop signal abandons them (they may take minutes: `train.fit`)."""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING, Protocol
+
+from .atomic import write_json
+from .run_folder import RunFolder
+
+if TYPE_CHECKING:
+    from .train import Trainer
+
+GALLERY_EVERY_S = 120  # the page redraws pictures; frequent validations need not redraw it each time
+BAD_VERDICTS = ("noise", "silent", "stuck", "clipped")
+
+
+class Job(Protocol):
+    def __call__(self, trainer: Trainer, force: bool = False) -> None: ...
+
+
+class PreviewClips:
+    """Render `train.sample_count` short clips from the current weights into samples/step-N/, with their
+    statistics in metrics.jsonl and a warning in the log for any that sounds broken."""
+
+    def __call__(self, trainer: Trainer, force: bool = False) -> None:
+        from .audio import write_wav
+        from .sampling import generate
+        from .stats import clip_stats
+
+        t, run, rate = trainer.cfg.train, trainer.run, trainer.train_set.sample_rate
+        if t.sample_count < 1 or t.sample_seconds <= 0:
+            return
+        out = run.samples_at(trainer.step)
+        trainer.model.eval()
+        levels = generate(trainer.model, int(t.sample_seconds * rate), batch=t.sample_count,
+                          temperature=t.sample_temperature, seed=t.seed + trainer.step)
+        trainer.model.train()
+        stats = []
+        for i, clip in enumerate(trainer.quantizer.dequantize(levels.cpu().numpy())):
+            wav = out / f"sample-{i:02d}.wav"
+            write_wav(wav, clip, rate)
+            write_json(wav.with_suffix(".json"), {
+                "step": trainer.step, "temperature": t.sample_temperature, "seed": t.seed + trainer.step,
+                "stream": i, "checkpoint": str(run.checkpoint("latest")), "seconds": t.sample_seconds})
+            s = clip_stats(clip, rate)
+            if s.get("verdict") in BAD_VERDICTS:
+                trainer.log(f"warning: sample {wav.name} at step {trainer.step} sounds {s['verdict']}")
+            stats.append({"file": str(wav), **s})
+        trainer.metrics(sample_stats=stats)
+
+
+class GalleryPage:
+    """Rebuild the run's gallery page, at most every GALLERY_EVERY_S seconds unless forced (the last one)."""
+
+    def __init__(self) -> None:
+        self.built_at = 0.0
+
+    def __call__(self, trainer: Trainer, force: bool = False) -> None:
+        if not force and time.time() - self.built_at < GALLERY_EVERY_S:
+            return
+        self.built_at = time.time()
+        build(trainer.run, trainer.log)
+
+
+def build(run: RunFolder, log) -> None:
+    """Rebuild a run's gallery page; a failure is logged (the page is a convenience, the caller goes on)."""
+    from .gallery import build_gallery
+
+    try:
+        build_gallery(run.path)
+    except Exception as e:  # noqa: BLE001 (a broken picture must not stop a days-long run)
+        log(f"warning: could not rebuild the gallery: {type(e).__name__}: {e}")
