@@ -108,7 +108,9 @@ def test_stepper_logits_equal_a_teacher_forced_forward(path, backend, dtype):
     silence = torch.full((B, L), model.q_levels // 2)
     with torch.no_grad():
         forced, _ = model(torch.cat([silence, levels], dim=1)[:, :L + T])
-    tol = 1e-10 if dtype == torch.float64 else 1e-4
+    # float64 is the exactness check. In float32 the 40-layer `wavenet` sums its skips in another order than
+    # the convolution does (oneDNN picks its kernel by CPU): up to 2e-4 apart on some machines.
+    tol = 1e-10 if dtype == torch.float64 else 1e-3
     torch.testing.assert_close(logits, forced, rtol=tol, atol=tol)
 
 
