@@ -65,9 +65,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="CPU threads of the compiled loops (default 0: one per core)")
     p.add_argument("--weights", choices=WEIGHTS, default="full",
                    help="full (default): the model as trained. bf16 / int8: weight matrices stored as bfloat16 / "
-                        "8-bit integers with a scale per row, arithmetic still float32: for large SampleRNNs on "
-                        "the CPU up to ~2x / ~3.5x faster, a slightly different model (its cost: `soundalike "
-                        "evaluate --weights`)")
+                        "8-bit integers with a scale per row, arithmetic still float32: large SampleRNNs render "
+                        "faster on the CPU (docs/MEASUREMENTS.md), a slightly different model (its cost: "
+                        "`soundalike evaluate --weights`)")
     p.add_argument("--block-seconds", type=float, default=1.0,
                    help="audio per write and resume point (default 1)")
     p.add_argument("--runs", default="runs", help="runs folder searched for the default checkpoint")
