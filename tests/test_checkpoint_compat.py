@@ -9,9 +9,11 @@ import pytest
 import torch
 import yaml
 
-from soundalike.checkpoint import build_model, load_checkpoint
+from soundalike.checkpoint import FORMAT, build_model, load_checkpoint
 from soundalike.config import load_config
+from soundalike.errors import UserError
 from soundalike.evaluate import evaluate_checkpoint
+from soundalike.models import FAMILIES
 from soundalike.sampling import Sampler
 from soundalike.train import Trainer
 from tests.conftest import ROOT
@@ -28,9 +30,13 @@ def fixture(name: str) -> tuple[Path, dict]:
 @pytest.mark.parametrize("name", NAMES)
 def test_old_checkpoint_loads_with_weights_only_and_renders_the_same_samples(name):
     path, record = fixture(name)
-    torch.load(path, weights_only=True)
+    raw = torch.load(path, weights_only=True)
     ckpt = load_checkpoint(path)
-    assert ckpt["step"] == record["step"]
+    assert raw["format"] == 1 and ckpt["format"] == FORMAT and ckpt["step"] == record["step"]
+    # format 1 kept every field of both families; now the section is the family's own
+    own = FAMILIES[raw["family"]].config_keys()
+    assert ckpt["config"]["model"] == {"family": raw["family"], **{k: raw["config"]["model"][k] for k in own}}
+    assert len(raw["config"]["model"]) > len(ckpt["config"]["model"])
     s = record["sampler"]
     samples = Sampler(build_model(ckpt), s["batch"], s["temperature"], s["seed"]).generate(s["n"])
     assert samples.tolist() == s["samples"]
@@ -49,7 +55,18 @@ def test_old_checkpoint_evaluates_and_resumes_training(name, tiny_dataset, tmp_p
     run.mkdir(parents=True)
     shutil.copy(path, run / "latest.pt")
     Trainer(cfg, device="cpu").fit()
+    assert torch.load(run / "latest.pt", weights_only=True)["format"] == FORMAT == 2
     after = load_checkpoint(run / "latest.pt")
+    assert after["config"]["model"] == load_checkpoint(path)["config"]["model"]
     assert after["step"] == record["resumed"]["step"]
     sums = {k: float(v.double().sum()) for k, v in after["model"].items()}
     assert sums == pytest.approx(record["resumed"]["weight_sums"], rel=1e-5)
+
+
+def test_a_checkpoint_of_an_unknown_format_is_a_one_line_error(tmp_path):
+    path, _ = fixture(NAMES[0])
+    ckpt = torch.load(path, weights_only=True)
+    ckpt["format"] = FORMAT + 1
+    torch.save(ckpt, tmp_path / "future.pt")
+    with pytest.raises(UserError, match=r"future.pt: not a soundalike checkpoint \(formats 1 to 2\)$"):
+        load_checkpoint(tmp_path / "future.pt")

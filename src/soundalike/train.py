@@ -222,7 +222,7 @@ class Trainer:
             self._load_training_state(ck)
             self.log(f"resumed {latest} at step {self.step}")
         else:
-            self.log(f"new run {self.run_dir}: {models.samplernn.count_parameters(self.model):,} parameters, "
+            self.log(f"new run {self.run_dir}: {models.count_parameters(self.model):,} parameters, "
                      f"device {self.device}, bf16 autocast {'on' if self.use_amp else 'off'}")
         if self.dist.main:
             save_config(self.cfg, self.run_dir / "config.yaml")
