@@ -22,8 +22,9 @@ import torch
 
 from soundalike.checkpoint import model_payload, save_checkpoint
 from soundalike.cli import main
-from soundalike.config import Config, DataConfig, ModelConfig
+from soundalike.config import Config, DataConfig
 from soundalike.models import from_config
+from soundalike.models.samplernn.config import SampleRNNConfig
 from soundalike.quantize import Quantizer
 from soundalike.slicing import make_params, slice_dataset
 from tests.conftest import ROOT, plucks
@@ -57,7 +58,7 @@ def project(tmp_path_factory, tiny_dataset) -> Path:
                   make_params(sample_rate=16000, chunk_seconds=1.0, overlap_seconds=0.0, region_seconds=1.0),
                   progress=False)
     cfg = Config(name="tiny", data=DataConfig(path=str(p / "data" / "ds")),
-                 model=ModelConfig(frame_sizes=[4, 2], dim=16, emb_size=8))
+                 model=SampleRNNConfig(frame_sizes=[4, 2], dim=16, emb_size=8))
     torch.manual_seed(0)
     save_checkpoint(p / "runs" / "tiny" / "checkpoints" / "best.pt",
                     model_payload(from_config(cfg), Quantizer("mulaw", 256), RATE, cfg.to_dict()))

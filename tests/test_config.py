@@ -1,6 +1,8 @@
+import re
+
 import pytest
 
-from soundalike.config import Config, load_config, parse_duration
+from soundalike.config import Config, load_config, parse_duration, save_config
 from soundalike.errors import UserError
 from tests.conftest import CONFIGS
 
@@ -29,9 +31,13 @@ def test_overrides_are_typed_and_reach_nested_fields():
     ("train.seq_len=1000", "train.seq_len: must be a multiple of the top frame size 64"),
     ("train.max_time=soon", "train.max_time: expected a duration"),
     ("nonsense", "expected KEY=VALUE"),
+    ("model.n_stacks=3", "model.n_stacks: unknown key for family samplernn (known: family, frame_sizes, dim"),
+    ("model.family=rnn", "model.family: unknown family 'rnn' (known: samplernn, wavenet)"),
+    ("model.family=[rnn]", "model.family: unknown family"),
+    ("model=3", "model: expected a mapping"),
 ])
 def test_bad_values_name_the_key(override, message):
-    with pytest.raises(UserError, match=message.replace("[", r"\[").replace("]", r"\]")):
+    with pytest.raises(UserError, match=re.escape(message)):
         load_config(None, [override])
 
 
@@ -39,6 +45,9 @@ def test_bad_yaml_file(tmp_path):
     p = tmp_path / "x.yaml"
     p.write_text("train:\n  batch_size: 4\n  bogus: 1\n")
     with pytest.raises(UserError, match="train.bogus: unknown key"):
+        load_config(p)
+    p.write_text("model:\n  family: wavenet\n  n_stacks: 2\n  frame_sizes: [16]\n")
+    with pytest.raises(UserError, match=r"^model.frame_sizes: unknown key for family wavenet \(known: family, n_stacks"):
         load_config(p)
     p.write_text("train: [1, 2")
     with pytest.raises(UserError, match="not valid YAML"):
@@ -58,3 +67,21 @@ def test_digest_depends_on_model_not_training():
     assert a.digest() == b.digest()
     b.model.dim = 7
     assert a.digest() != b.digest()
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.stem)
+def test_a_saved_config_loads_back_the_same(path, tmp_path):
+    cfg = load_config(path)
+    save_config(cfg, tmp_path / "config.yaml")
+    again = load_config(tmp_path / "config.yaml")
+    assert again == cfg and type(again.model) is type(cfg.model)
+    assert next(iter(again.to_dict()["model"])) == "family"
+
+
+def test_model_family_picks_the_section_dataclass_and_its_defaults():
+    assert Config().model.family == "samplernn"  # the first registered family is the default
+    cfg = load_config(None, ["model.family=wavenet", "model.n_stacks=2"])
+    assert cfg.model.family == "wavenet" and cfg.model.n_stacks == 2 and cfg.model.n_layers == 10
+    assert cfg.to_dict()["model"] == {"family": "wavenet", **{k: getattr(cfg.model, k) for k in (
+        "n_stacks", "n_layers", "residual_channels", "dilation_channels", "skip_channels", "out_channels",
+        "kernel_size")}}

@@ -15,8 +15,9 @@ import torch
 
 from soundalike.checkpoint import build_model, load_checkpoint, model_payload, save_checkpoint
 from soundalike.cli import main
-from soundalike.config import Config, DataConfig, ModelConfig
+from soundalike.config import Config, DataConfig
 from soundalike.models import from_config
+from soundalike.models.samplernn.config import SampleRNNConfig
 from soundalike.quantize import Quantizer
 from soundalike.sampling import Sampler
 
@@ -28,7 +29,7 @@ RATE = 8000  # not 16 kHz: the rate must come from the checkpoint
 def project(tmp_path, monkeypatch) -> Path:
     """A folder with runs/tiny/checkpoints/best.pt (random weights), as the working folder."""
     cfg = Config(name="tiny", data=DataConfig(quantization="mulaw", q_levels=256),
-                 model=ModelConfig(frame_sizes=[4, 2], dim=16, emb_size=8))
+                 model=SampleRNNConfig(frame_sizes=[4, 2], dim=16, emb_size=8))
     torch.manual_seed(0)
     model = from_config(cfg)
     path = tmp_path / "runs" / "tiny" / "checkpoints" / "best.pt"

@@ -187,7 +187,7 @@ def test_noise_stream_take_and_state_match_next():
 
 
 def test_unknown_model_is_a_clear_error():
-    with pytest.raises(TypeError, match="no sampling stepper"):
+    with pytest.raises(TypeError, match="Linear is no registered model family"):
         Sampler(torch.nn.Linear(2, 2))
 
 
@@ -236,7 +236,7 @@ def test_int8_quantization_rounds_each_row_to_its_own_scale():
 def test_numpy_and_c_kernels_agree_on_random_inputs():
     if kernel.load() is None:
         pytest.skip("no C++ compiler")
-    from soundalike.sampling.samplernn import SampleRNNStepper
+    from soundalike.models.samplernn.stepper import SampleRNNStepper
 
     C, Q, D, B = 4, 32, 24, 3  # D not a multiple of the vector width: the scalar tail runs too
     model = tiny(frame_sizes=[C], dim=D, q_levels=Q)

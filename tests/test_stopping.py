@@ -142,11 +142,13 @@ def test_a_second_signal_exits_at_once(tiny_dataset, tmp_path):
 
 def test_render_stops_promptly_on_sigterm_and_resumes(tmp_path):
     from soundalike.checkpoint import model_payload, save_checkpoint
-    from soundalike.config import Config, DataConfig, ModelConfig
+    from soundalike.config import Config, DataConfig
     from soundalike.models import from_config
+    from soundalike.models.samplernn.config import SampleRNNConfig
     from soundalike.quantize import Quantizer
 
-    cfg = Config(name="tiny", data=DataConfig(), model=ModelConfig(frame_sizes=[4, 2], dim=16, emb_size=8))
+    cfg = Config(name="tiny", data=DataConfig(), model=SampleRNNConfig(frame_sizes=[4, 2], dim=16,
+                 emb_size=8))
     torch.manual_seed(0)
     ckpt = tmp_path / "model.pt"
     save_checkpoint(ckpt, model_payload(from_config(cfg), Quantizer("mulaw", 256), 8000, cfg.to_dict()))

@@ -110,7 +110,7 @@ def test_nan_loss_stops_with_one_line_and_keeps_the_last_good_checkpoint(tiny_da
     latest = tmp_path / "tiny" / "checkpoints" / "latest.pt"
     before = latest.read_bytes()
 
-    from soundalike.models.samplernn import SampleMLP
+    from soundalike.models.samplernn.model import SampleMLP
     real_head = SampleMLP.head
     monkeypatch.setattr(SampleMLP, "head", lambda self, h: real_head(self, h) * float("nan"))
     assert main([*argv, "--max-steps", "20"], command="train") == 2

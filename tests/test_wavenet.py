@@ -19,9 +19,9 @@ from soundalike.config import load_config
 from soundalike.errors import UserError
 from soundalike.evaluate import evaluate_checkpoint
 from soundalike.models.wavenet import WaveNet
+from soundalike.models.wavenet.stepper import HOP, naive_generate, reference_generate
 from soundalike.sampling import Sampler, engine, generate, wavenet_kernel
 from soundalike.sampling.reference import NoiseStream
-from soundalike.sampling.wavenet import HOP, naive_generate, reference_generate
 from soundalike.train import Trainer
 from tests.conftest import CONFIGS, ROOT
 

@@ -4,7 +4,7 @@ For each config (full size, random weights; SampleRNN or WaveNet) and batch size
 in all, and the real-time factor at 16 kHz, of
   fast_threads_N  the sampling engine (compiled loop on the CPU), N threads,
   reference_threads_N  the plain reference generator of the model family, one sample per call
-                  (SampleRNN: `sampling.reference`; WaveNet: the model's own Fast WaveNet queues),
+                  (`sampling.reference_generate`: SampleRNN tier by tier; WaveNet through its own plain queues),
   naive_threads_N WaveNet only: the full causal forward pass over the receptive field for every sample.
 With `--weights bf16,int8`, also (at the most threads)
   fast_<w>_weights      the engine storing the weight matrices as bfloat16 / int8 (`render --weights`),
@@ -31,11 +31,9 @@ import torch
 
 from soundalike import models
 from soundalike.config import load_config
-from soundalike.sampling import Sampler
-from soundalike.sampling import reference_generate as samplernn_reference
+from soundalike.models.wavenet.stepper import naive_generate
+from soundalike.sampling import Sampler, reference_generate
 from soundalike.sampling.engine import WEIGHTS, torch_threads, with_compact_weights
-from soundalike.sampling.wavenet import naive_generate
-from soundalike.sampling.wavenet import reference_generate as wavenet_reference
 
 ROOT = Path(__file__).resolve().parents[1]
 RATE = 16000
@@ -158,7 +156,7 @@ def main() -> None:
                                                          dtype, w)
             if not args.no_reference:
                 ref_model = model if args.device == "cpu" else copy.deepcopy(model).cpu()
-                plain = {"reference": wavenet_reference if wavenet else samplernn_reference}
+                plain = {"reference": reference_generate}
                 for w in compact:
                     timers[f"reference_{w}_weights"] = plain_timer(
                         plain["reference"], with_compact_weights(ref_model, w), batch, max(threads) or None, args.wall)

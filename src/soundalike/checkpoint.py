@@ -1,5 +1,10 @@
 """Checkpoints: one file holds the weights, the model's constructor arguments, the quantizer, the sample rate
-and the resolved config, so a checkpoint alone rebuilds the model and renders; training state rides along."""
+and the resolved config, so a checkpoint alone rebuilds the model and renders; training state rides along.
+
+Only tensors, dicts, lists, strings and numbers: a checkpoint loads with `torch.load(..., weights_only=True)`.
+Format 2: the config's `model` section holds its family and that family's own fields. A checkpoint of an older
+format is converted when it is loaded (`CONVERTERS`).
+"""
 
 from __future__ import annotations
 
@@ -13,7 +18,20 @@ from .atomic import atomic_path
 from .errors import UserError
 from .quantize import Quantizer
 
-FORMAT = 1
+FORMAT = 2
+
+
+def _from_format_1(ckpt: dict[str, Any]) -> dict[str, Any]:
+    """Format 1 held every field of every family in config['model']: keep the checkpoint's family's own."""
+    from .models import FAMILIES
+
+    model = ckpt["config"]["model"]
+    own = FAMILIES[ckpt["family"]].config_keys()
+    ckpt["config"]["model"] = {"family": model["family"], **{k: model[k] for k in own}}
+    return ckpt
+
+
+CONVERTERS = {1: _from_format_1}  # format N -> format N + 1
 
 
 def save_checkpoint(path: str | Path, payload: dict[str, Any]) -> None:
@@ -40,8 +58,15 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     if not path.is_file():
         raise UserError(f"{path}: checkpoint not found")
     ckpt = load_data(path, "checkpoint", map_location)
-    if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT or "model_kwargs" not in ckpt:
-        raise UserError(f"{path}: not a soundalike checkpoint (format {FORMAT})")
+    if not isinstance(ckpt, dict) or ckpt.get("format") not in (*CONVERTERS, FORMAT) or "model_kwargs" not in ckpt:
+        raise UserError(f"{path}: not a soundalike checkpoint (formats {min(CONVERTERS)} to {FORMAT})")
+    from .models import FAMILIES
+
+    if ckpt.get("family") not in FAMILIES:
+        raise UserError(f"{path}: unknown model family {ckpt.get('family')!r} (known: {', '.join(FAMILIES)})")
+    while ckpt["format"] != FORMAT:
+        ckpt = CONVERTERS[ckpt["format"]](ckpt)
+        ckpt["format"] += 1
     return ckpt
 
 

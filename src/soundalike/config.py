@@ -1,8 +1,10 @@
 """Typed configuration: YAML files mapped onto dataclasses, with dotted command-line overrides.
 
-A config file has the sections `data`, `model` and `train` plus a few top-level keys. Unknown keys and
-values of the wrong type are `UserError`s that name the key. `--set train.batch_size=32` overrides any field;
-the value is parsed as YAML (`--set model.frame_sizes=[2,4]`) and checked against the field's type.
+A config file has the sections `data`, `model` and `train` plus a few top-level keys. The `model` section
+names its family (`family: <name>`) beside that family's own fields, and is read into the family's config
+dataclass (`soundalike.models.FAMILIES`), which validates it. Unknown keys and values of the wrong type are
+`UserError`s that name the key. `--set train.batch_size=32` overrides any field; the value is parsed as YAML
+(a list is `[2,4]`) and checked against the field's type.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from typing import Any
 import yaml
 
 from .errors import UserError
+from .models import FAMILIES, FAMILY_NAMES, ModelConfig
 
 
 @dataclass
@@ -28,31 +31,6 @@ class DataConfig:
     path: str = "data/demo/dataset"  # a folder written by `soundalike slice`
     quantization: str = "mulaw"  # linear | mulaw
     q_levels: int = 256
-
-
-@dataclass
-class ModelConfig:
-    family: str = "samplernn"
-    # Frame-tier upsampling ratios, bottom tier first. The bottom tier's frame is frame_sizes[0] samples (also
-    # the sample-level MLP's context); each tier above is frame_sizes[k] times longer. [16, 4] is a 3-tier
-    # model with frames of 16 and 64 samples; the paper's 3-tier (frames 8 and 2) is [2, 4].
-    frame_sizes: list[int] = field(default_factory=lambda: [16, 4])
-    dim: int = 1024
-    n_rnn: int = 1
-    rnn_type: str = "gru"  # gru | lstm
-    emb_size: int = 256
-    skip_connections: bool = False  # every RNN layer's output feeds the tier's output projection
-    weight_norm: bool = True
-    learn_h0: bool = True  # learned initial state; zeros otherwise
-    # WaveNet (family: wavenet). n_stacks stacks of n_layers dilated causal convolutions with dilations
-    # 1, 2, 4, ..., 2**(n_layers - 1); receptive field 1 + (kernel_size - 1) * n_stacks * (2**n_layers - 1).
-    n_stacks: int = 4
-    n_layers: int = 10  # per stack
-    residual_channels: int = 64
-    dilation_channels: int = 64  # of each gated unit (the convolution makes twice as many: filter and gate)
-    skip_channels: int = 64
-    out_channels: int = 256  # hidden width of the output head between the skip sum and the softmax
-    kernel_size: int = 2
 
 
 @dataclass
@@ -82,16 +60,19 @@ class Config:
     name: str = ""  # run folder name under run_root; default: the config file's stem
     run_root: str = "runs"
     data: DataConfig = field(default_factory=DataConfig)
-    model: ModelConfig = field(default_factory=ModelConfig)
+    model: ModelConfig = field(default_factory=FAMILIES[FAMILY_NAMES[0]].config)
     train: TrainConfig = field(default_factory=TrainConfig)
 
     def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
+        """Plain sections, as a config file writes them: `model` starts with its `family`."""
+        d = dataclasses.asdict(self)
+        d["model"] = {"family": self.model.family, **d["model"]}
+        return d
 
     def digest(self) -> str:
         """Short hash of the model and data sections (what a checkpoint's weights depend on)."""
-        blob = json.dumps({"data": dataclasses.asdict(self.data), "model": dataclasses.asdict(self.model)},
-                          sort_keys=True)
+        d = self.to_dict()
+        blob = json.dumps({"data": d["data"], "model": d["model"]}, sort_keys=True)
         return hashlib.sha256(blob.encode()).hexdigest()[:8]
 
 
@@ -141,8 +122,9 @@ def _check_value(key: str, tp: Any, value: Any) -> Any:
     raise AssertionError(f"unsupported config type {tp} for {key}")
 
 
-def from_dict(cls: type, data: Any, prefix: str = "") -> Any:
-    """Build dataclass `cls` from a nested dict, rejecting unknown keys and wrong types."""
+def from_dict(cls: type, data: Any, prefix: str = "", known: tuple[str, ...] = (), what: str = "") -> Any:
+    """Build dataclass `cls` from a nested dict, rejecting unknown keys and wrong types. `known`: keys the
+    caller has already taken out of `data`, named in errors; `what`: what the keys are known for."""
     if not isinstance(data, dict):
         raise UserError(f"{prefix.rstrip('.') or 'config'}: expected a mapping, got {data!r}")
     hints = typing.get_type_hints(cls)
@@ -151,13 +133,26 @@ def from_dict(cls: type, data: Any, prefix: str = "") -> Any:
     for key, value in data.items():
         full = f"{prefix}{key}"
         if key not in fields:
-            raise UserError(f"{full}: unknown key (known: {', '.join(fields)})")
+            raise UserError(f"{full}: unknown key{what} (known: {', '.join([*known, *fields])})")
         tp = hints[key]
-        if dataclasses.is_dataclass(tp):
+        if tp is ModelConfig:
+            kwargs[key] = model_from_dict(value, f"{full}.")
+        elif dataclasses.is_dataclass(tp):
             kwargs[key] = from_dict(tp, value, f"{full}.")
         else:
             kwargs[key] = _check_value(full, tp, value)
     return cls(**kwargs)
+
+
+def model_from_dict(data: Any, prefix: str = "model.") -> ModelConfig:
+    """The `model` section: `family` (default: the first registered) picks the dataclass of the other keys."""
+    if not isinstance(data, dict):
+        raise UserError(f"{prefix.rstrip('.')}: expected a mapping, got {data!r}")
+    data = dict(data)
+    name = data.pop("family", FAMILY_NAMES[0])
+    if not isinstance(name, str) or name not in FAMILIES:
+        raise UserError(f"{prefix}family: unknown family {name!r} (known: {', '.join(FAMILY_NAMES)})")
+    return from_dict(FAMILIES[name].config, data, prefix, ("family",), f" for family {name}")
 
 
 _OVERRIDE = re.compile(r"^([A-Za-z_][\w.]*)=(.*)$", re.DOTALL)
@@ -209,20 +204,8 @@ def load_config(path: str | Path | None, overrides: list[str] = ()) -> Config:
 
 def validate(cfg: Config) -> None:
     """Cross-field checks that types alone cannot express."""
-    m, t = cfg.model, cfg.train
-    if m.family not in ("samplernn", "wavenet"):
-        raise UserError(f"model.family: unknown family {m.family!r} (known: samplernn, wavenet)")
-    if m.family == "samplernn":
-        _validate_samplernn(m, t)
-    else:
-        for key in ("n_stacks", "n_layers", "residual_channels", "dilation_channels", "skip_channels",
-                    "out_channels"):
-            if getattr(m, key) < 1:
-                raise UserError(f"model.{key}: must be positive")
-        if m.kernel_size < 2:
-            raise UserError(f"model.kernel_size: must be at least 2, got {m.kernel_size}")
-        if t.seq_len < 1:
-            raise UserError("train.seq_len: must be positive")
+    t = cfg.train
+    cfg.model.validate(t.seq_len)
     for key in ("batch_size", "val_batch_size", "log_every", "val_every", "ckpt_every", "keep_last"):
         if getattr(t, key) < 1:
             raise UserError(f"train.{key}: must be positive, got {getattr(t, key)}")
@@ -248,27 +231,6 @@ def validate(cfg: Config) -> None:
     if not re.fullmatch(r"[\w .-]+", cfg.name) or cfg.name.strip(" .") == "":
         raise UserError(f"name: {cfg.name!r} must be a plain folder name (letters, digits, '.', '-', '_')")
     parse_duration(t.max_time, "train.max_time")
-
-
-def _validate_samplernn(m: ModelConfig, t: TrainConfig) -> None:
-    if m.rnn_type not in ("gru", "lstm"):
-        raise UserError(f"model.rnn_type: expected gru or lstm, got {m.rnn_type!r}")
-    if not m.frame_sizes or any(f < 1 for f in m.frame_sizes):
-        raise UserError(f"model.frame_sizes: expected a non-empty list of positive integers, got {m.frame_sizes}")
-    for key in ("dim", "n_rnn", "emb_size"):
-        if getattr(m, key) < 1:
-            raise UserError(f"model.{key}: must be positive")
-    top = top_frame_size(m.frame_sizes)
-    if t.seq_len < top or t.seq_len % top:
-        raise UserError(f"train.seq_len: must be a multiple of the top frame size {top}, got {t.seq_len}")
-
-
-def top_frame_size(frame_sizes: list[int]) -> int:
-    """Samples per frame of the top tier: the product of the ratios."""
-    n = 1
-    for f in frame_sizes:
-        n *= f
-    return n
 
 
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}

@@ -181,7 +181,7 @@ class Trainer:
             self._load_training_state(ck)
             self.log(f"resumed {latest} at step {self.step}")
         else:
-            self.log(f"new run {self.run.path}: {models.samplernn.count_parameters(self.model):,} parameters, "
+            self.log(f"new run {self.run.path}: {models.count_parameters(self.model):,} parameters, "
                      f"device {self.device}, bf16 autocast {'on' if self.use_amp else 'off'}")
         if self.dist.main:
             save_config(self.cfg, self.run.config)

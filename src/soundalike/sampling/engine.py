@@ -3,33 +3,26 @@
 The engine owns what every family shares: the history buffer, the pre-drawn noise of the randomness
 contract (`reference.NoiseStream`), per-stream temperatures, priming, and a state that resumes a stream
 exactly. A family's stepper owns its recurrent state and draws `hop` samples per `advance` call, however it
-likes (SampleRNN: `samplernn.SampleRNNStepper`). To plug in a family, write a class with the `Stepper`
-methods and either give the model a `stepper(device, dtype, backend, weights)` method returning one, or add the
-model's class name to `STEPPERS`.
+likes; the family's record (`soundalike.models.Family`) says how to build it.
 """
 
 from __future__ import annotations
 
 import contextlib
-import importlib
 import os
 from typing import Protocol
 
 import numpy as np
 import torch
 
+from ..models import family_of
 from .reference import NoiseStream
-
-# model class name -> "module:StepperClass", for models that do not build their own stepper
-STEPPERS = {"SampleRNN": "soundalike.sampling.samplernn:SampleRNNStepper"}
 
 # A stepper's weight storage. full: the compute dtype. bf16: weight matrices rounded to bfloat16. int8: each
 # output row of a weight matrix as 8-bit integers times one float32 scale (`quantize_int8`). What each family
-# does with that is documented beside its stepper; `with_compact_weights` is the model either computes.
+# does with that is documented beside its stepper; `with_compact_weights` is the model it computes, by the
+# family's compact-weights rule (`Family.unrounded`, `Family.plain_kwargs`).
 WEIGHTS = ("full", "bf16", "int8")
-# Weight matrices that no stepper stores rounded: embeddings, and SampleRNN's sample-level input layer, which
-# the stepper folds with the embedding into exact lookup tables.
-UNROUNDED = ("embedding.weight", "mlp.input.weight")
 CHUNK = 4096  # samples generated between history shifts (and noise transfers to the device)
 NOISE_BYTES = 1 << 28  # cap on a span's noise (B * span * q_levels float32)
 
@@ -108,21 +101,20 @@ def compact(w: torch.Tensor, weights: str) -> torch.Tensor:
 @torch.no_grad()
 def with_compact_weights(model: torch.nn.Module, weights: str) -> torch.nn.Module:
     """A new model computing what `model`'s stepper computes with `weights` ("bf16" or "int8"): the same
-    model without weight norm, holding the folded weights, every weight matrix but the UNROUNDED ones
-    rounded by `compact` (kept in the model's dtype). Its teacher-forced NLL is what `--weights` costs
-    (`soundalike evaluate --weights`). `model` is left as it is."""
+    model with plain weight matrices (`Family.plain_kwargs`: weight norm folded), every one but the family's
+    `unrounded` ones rounded by `compact` (kept in the model's dtype). Its teacher-forced NLL is what
+    `--weights` costs (`soundalike evaluate --weights`). `model` is left as it is."""
     model = getattr(model, "module", model)
-    kwargs = dict(model.kwargs)
-    if "weight_norm" in kwargs:
-        kwargs["weight_norm"] = False
+    family = family_of(model)
     first = next(model.parameters())
-    plain = type(model)(**kwargs).to(device=first.device, dtype=first.dtype).eval()
+    plain = family.model(**family.plain_kwargs(dict(model.kwargs)))
+    plain = plain.to(device=first.device, dtype=first.dtype).eval()
     source = dict(model.named_modules())
     for prefix, module in plain.named_modules():
         for name, p in module.named_parameters(recurse=False):
             value = getattr(source[prefix], name)  # a weight-normed module computes its folded weight
             full = f"{prefix}.{name}" if prefix else name
-            if "weight" in name and p.dim() >= 2 and not full.endswith(UNROUNDED):
+            if "weight" in name and p.dim() >= 2 and not full.endswith(family.unrounded):
                 value = compact(value, weights)
             p.copy_(value)
     return plain
@@ -133,14 +125,7 @@ def make_stepper(model: torch.nn.Module, device=None, dtype: torch.dtype | None 
     """The stepper of `model`'s family; weights are read (and folded) once, here."""
     model = getattr(model, "_orig_mod", model)  # torch.compile
     model = getattr(model, "module", model)  # DistributedDataParallel
-    if hasattr(model, "stepper"):
-        return model.stepper(device=device, dtype=dtype, backend=backend, weights=weights)
-    name = type(model).__name__
-    if name not in STEPPERS:
-        raise TypeError(f"no sampling stepper for {name}; add one to soundalike.sampling.engine.STEPPERS")
-    module, cls = STEPPERS[name].split(":")
-    factory = getattr(importlib.import_module(module), cls)
-    return factory(model, device=device, dtype=dtype, backend=backend, weights=weights)
+    return family_of(model).stepper(model, device=device, dtype=dtype, backend=backend, weights=weights)
 
 
 def temperatures(temperature, batch: int) -> torch.Tensor:
@@ -178,8 +163,8 @@ class Sampler:
     output rows (the same samples for any number), and of torch ops when priming or with the numpy / torch
     backends. Around the compiled loops torch itself runs one thread: its ops there (drawing the noise) are
     small, and idle OpenMP workers spin on the cores the loops' helpers need (demo: ~5% slower with two).
-    Measured on 2 cores, 2 threads against 1: the compiled SampleRNN loop 1.3x (demo) to 1.65x
-    (`samplernn-3tier`, whose weights stream from memory) faster at batch 1, 1.65-1.94x at batch 16. With
+    Measured on 2 cores, 2 threads against 1: the compiled loop 1.3x (demo) to 1.65x
+    (a dim-1024 model, whose weights stream from memory) faster at batch 1, 1.65-1.94x at batch 16. With
     every core busy with other work, about as fast as 1 (0.96-1.14x, `tools/bench_busy.py`): the caller runs
     the parts of a helper that is off its core instead of waiting for it.
     """

@@ -1,6 +1,5 @@
-"""The plain reference generator: one Python step per sample through the model's step-wise interface.
-
-Slow but obviously right; the fast engine is tested against it. Randomness contract (shared by every
+"""The plain reference generators: one Python step per sample through a family's step-wise interface (each
+family registers its own, `Family.reference`). Slow but obviously right; the fast engine is tested against them. Randomness contract (shared by every
 engine so that they produce the same samples for a seed): a `torch.Generator` seeded with `seed` on the CPU
 draws, for each block of `noise_block` samples, uniform noise of shape (B, noise_block, q_levels); the sample
 is argmax(float32(logits) / temperature + gumbel(noise)) (the Gumbel-max trick), first index on ties.
@@ -74,42 +73,10 @@ class NoiseStream:
             self.pos = state["pos"]
 
 
-@torch.no_grad()
-def generate(model, n_samples: int, batch: int = 1, temperature: float | torch.Tensor = 1.0,
+def generate(model: torch.nn.Module, n_samples: int, batch: int = 1, temperature: float | torch.Tensor = 1.0,
              seed: int = 0, prime: torch.Tensor | None = None) -> torch.Tensor:
-    """Generate (B, n_samples) levels from silence with a SampleRNN-like step-wise model.
+    """Generate (B, n_samples) levels from silence (after `prime` (T,) or (B, T) levels, teacher-forced) with
+    the plain generator of `model`'s family."""
+    from ..models import family_of
 
-    `prime` (T,) or (B, T) levels are fed first, teacher-forced (no noise drawn for them), after silence
-    that pads them to whole top frames; generation continues right after their last sample.
-    """
-    model.eval()
-    device = next(model.parameters()).device
-    temp = torch.as_tensor(temperature, dtype=torch.float32).reshape(-1, 1).expand(batch, 1).to(device)
-    silence = model.q_levels // 2
-    lookback, fs = model.lookback, model.frame_sizes[0]
-    forced = 0
-    if prime is not None:
-        prime = torch.as_tensor(prime, dtype=torch.long).to(device)
-        prime = prime.expand(batch, -1) if prime.dim() == 1 else prime
-        forced = -prime.shape[1] % lookback + prime.shape[1]
-    seq = torch.full((batch, lookback + forced + n_samples), silence, dtype=torch.long, device=device)
-    if prime is not None:
-        seq[:, lookback + forced - prime.shape[1]:lookback + forced] = prime
-    states = model.initial_state(batch)
-    conds: list = [None] * len(model.tiers)
-    noise = NoiseStream(batch, model.q_levels, seed)
-    for t in range(forced + n_samples):
-        pos = lookback + t
-        for k in reversed(range(len(model.tiers))):
-            n = model.tier_frames[k]
-            if t % n:
-                continue
-            upper = None
-            if k + 1 < len(model.tiers):
-                upper = conds[k + 1][:, (t // n) % model.frame_sizes[k + 1]]
-            conds[k], states[k] = model.tier_step(k, seq[:, pos - n:pos], upper, states[k])
-        if t < forced:
-            continue
-        logits = model.sample_logits(seq[:, pos - fs:pos], conds[0][:, t % fs])
-        seq[:, pos] = torch.argmax(logits.float() / temp + noise.next().to(device), dim=-1)
-    return seq[:, lookback + forced:]
+    return family_of(model).reference(model, n_samples, batch, temperature, seed, prime)

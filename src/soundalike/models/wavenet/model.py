@@ -18,24 +18,20 @@ every target sees its whole receptive field inside the window, so the model need
 Generation (Fast WaveNet, Paine et al., 2016): a layer of dilation d needs its own input from (k - 1) * d
 steps ago, so each layer keeps a queue of its last (k - 1) * d inputs and one new sample costs one step per
 layer. `initial_queues` / `step` are the plain version of that, the reference for the sampling engine's
-stepper (`soundalike.sampling.wavenet`).
+stepper (`stepper.py`).
 """
 
 from __future__ import annotations
-
-from dataclasses import asdict
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..config import DataConfig, ModelConfig
-
 Queues = list  # one tensor per layer: its last (k - 1) * dilation inputs (B, residual_channels, (k - 1) * d)
 
 
 class WaveNet(nn.Module):
-    """The whole model; build it from configs with `WaveNet.from_config` or from a checkpoint's kwargs."""
+    """The whole model; built from its config section (`WaveNetConfig`) or a checkpoint's kwargs."""
 
     def __init__(self, n_stacks: int = 4, n_layers: int = 10, residual_channels: int = 64,
                  dilation_channels: int = 64, skip_channels: int = 64, out_channels: int = 256,
@@ -61,13 +57,6 @@ class WaveNet(nn.Module):
         self.skip = nn.Conv1d(len(self.dilations) * D, skip_channels, 1)
         self.out_hidden = nn.Conv1d(skip_channels, out_channels, 1)
         self.out = nn.Conv1d(out_channels, q_levels, 1)
-
-    @classmethod
-    def from_config(cls, model: ModelConfig, data: DataConfig) -> WaveNet:
-        kwargs = asdict(model)
-        own = ("n_stacks", "n_layers", "residual_channels", "dilation_channels", "skip_channels", "out_channels",
-               "kernel_size")
-        return cls(q_levels=data.q_levels, **{k: kwargs[k] for k in own})
 
     def gate(self, a: torch.Tensor) -> torch.Tensor:
         """Convolution output (B, 2D, ...) -> gated activations tanh(filter) * sigmoid(gate) (B, D, ...)."""
@@ -126,9 +115,3 @@ class WaveNet(nn.Module):
                 h = h + F.linear(z, self.residual[i].weight[:, :, 0])[:, :, None]
         skip = F.linear(torch.cat(gated, dim=1), self.skip.weight[:, :, 0], self.skip.bias)  # (B, S)
         return self.head(skip[:, :, None])[:, :, 0]
-
-    def stepper(self, device=None, dtype: torch.dtype | None = None, backend: str = "auto", weights: str = "full"):
-        """The sampling engine's stepper for this model (see `soundalike.sampling.engine.Stepper`)."""
-        from ..sampling.wavenet import WaveNetStepper
-
-        return WaveNetStepper(self, device=device, dtype=dtype, backend=backend, weights=weights)

@@ -20,9 +20,9 @@ import warnings
 
 import torch
 
-from . import wavenet_kernel as _kernel
-from .engine import stepper_placement, weight, with_compact_weights
-from .reference import NoiseStream
+from ...sampling import wavenet_kernel as _kernel
+from ...sampling.engine import stepper_placement, weight, with_compact_weights
+from ...sampling.reference import NoiseStream
 
 # c: compiled CPU loop (wavenet_kernel.py); torch: torch ops on any device; graph: those ops for `hop` samples
 # captured in one CUDA graph. auto: c on the CPU, torch elsewhere (as for SampleRNN).

@@ -16,8 +16,8 @@ import warnings
 import torch
 import torch.nn.functional as F
 
-from . import kernel as _kernel
-from .engine import compact, quantize_int8, stepper_placement, weight, with_compact_weights
+from ...sampling import kernel as _kernel
+from ...sampling.engine import compact, quantize_int8, stepper_placement, weight, with_compact_weights
 
 # c: compiled CPU loop; numpy: its fallback; torch: torch ops on any device; graph: those ops captured in a
 # CUDA graph per top frame. auto: c on the CPU, torch elsewhere.

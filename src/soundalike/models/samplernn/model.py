@@ -15,15 +15,12 @@ sum of rows of per-position lookup tables `table[p] = E @ W_p`: one gather-and-s
 
 from __future__ import annotations
 
-import math
-from dataclasses import asdict
-
 import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils.parametrizations import weight_norm as _weight_norm
 
-from ..config import DataConfig, ModelConfig, top_frame_size
+from .config import top_frame_size
 
 State = list  # one entry per tier, bottom first: a tensor (n_rnn, B, dim) for GRU, a pair of them for LSTM
 
@@ -147,7 +144,7 @@ class SampleMLP(nn.Module):
 
 
 class SampleRNN(nn.Module):
-    """The whole model; build it from configs with `SampleRNN.from_config` or from a checkpoint's kwargs."""
+    """The whole model; built from its config section (`SampleRNNConfig`) or a checkpoint's kwargs."""
 
     def __init__(self, frame_sizes: list[int], dim: int = 1024, n_rnn: int = 1, rnn_type: str = "gru",
                  emb_size: int = 256, q_levels: int = 256, skip_connections: bool = False,
@@ -163,12 +160,6 @@ class SampleRNN(nn.Module):
             FrameTier(n, r, dim, n_rnn, rnn_type, skip_connections, weight_norm, learn_h0)
             for n, r in zip(self.tier_frames, frame_sizes))
         self.mlp = SampleMLP(frame_sizes[0], dim, emb_size, q_levels, weight_norm)
-
-    @classmethod
-    def from_config(cls, model: ModelConfig, data: DataConfig) -> SampleRNN:
-        kwargs = asdict(model)
-        own = ("frame_sizes", "dim", "n_rnn", "rnn_type", "emb_size", "skip_connections", "weight_norm", "learn_h0")
-        return cls(q_levels=data.q_levels, **{k: kwargs[k] for k in own})
 
     def to_grid(self, levels: torch.Tensor) -> torch.Tensor:
         """Levels -> floats in [-1, 1), linear in the level (the frame tiers' input)."""
@@ -210,10 +201,3 @@ class SampleRNN(nn.Module):
         # For one position the plain embedding + convolution is cheaper than building the folded tables.
         return self.mlp(prev, cond[:, None, :], folded=False)[:, 0]
 
-
-def count_parameters(model: nn.Module) -> int:
-    return sum(p.numel() for p in model.parameters() if p.requires_grad)
-
-
-def bits(nats: float) -> float:
-    return nats / math.log(2)
