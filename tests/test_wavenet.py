@@ -19,7 +19,7 @@ from soundalike.config import load_config
 from soundalike.errors import UserError
 from soundalike.evaluate import evaluate_checkpoint
 from soundalike.models.wavenet import WaveNet
-from soundalike.sampling import Sampler, engine, generate, wavenet_kernel
+from soundalike.sampling import Sampler, engine, generate, kernel
 from soundalike.sampling.reference import NoiseStream
 from soundalike.sampling.wavenet import HOP, naive_generate, reference_generate
 from soundalike.train import Trainer
@@ -58,7 +58,7 @@ def tiny(dtype=torch.float64, **kw) -> WaveNet:
 
 @pytest.fixture(params=["c", "torch"])
 def backend(request):
-    if request.param == "c" and wavenet_kernel.load() is None:
+    if request.param == "c" and kernel.load() is None:
         pytest.skip("no C++ compiler")
     return request.param
 
