@@ -176,7 +176,7 @@ class Kernel:
         self.lib.sl_wavenet_steps(model, s, n, step, work.data_ptr())
 
 
-def layout_mismatches(lib: ctypes.CDLL, structs: dict[str, type[ctypes.Structure]] = STRUCTS) -> list[str]:
+def layout_mismatches(lib: ctypes.CDLL, structs: dict[str, type[ctypes.Structure]]) -> list[str]:
     """The structs whose size or field offsets differ between `lib` (sl_layout) and their ctypes mirror."""
     fn = lib.sl_layout
     fn.argtypes, fn.restype = [ctypes.c_char_p, ctypes.POINTER(_i64), _i32], _i32
@@ -202,7 +202,7 @@ def load() -> Kernel | None:
     lib = compiler.load("sampling", FALLBACK)
     kernel = None
     if lib is not None:
-        bad = layout_mismatches(lib)
+        bad = layout_mismatches(lib, STRUCTS)
         if bad:
             warnings.warn(f"the compiled sampling library's structs differ from kernel.py's, so it is not used "
                           f"(csrc/soundalike.h and kernel.py must change together): {'; '.join(bad)}; {FALLBACK}",
