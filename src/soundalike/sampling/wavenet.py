@@ -24,8 +24,8 @@ from . import kernel as _kernel
 from .engine import stepper_placement, weight, with_compact_weights
 from .reference import NoiseStream
 
-# c: compiled CPU loop (csrc/wavenet.cpp, through kernel.py); torch: torch ops on any device; graph: those ops for `hop` samples
-# captured in one CUDA graph. auto: c on the CPU, torch elsewhere (as for SampleRNN).
+# c: compiled CPU loop (csrc/wavenet.cpp, through kernel.py); torch: torch ops on any device; graph: those ops
+# for `hop` samples captured in one CUDA graph. auto: c on the CPU, torch elsewhere (as for SampleRNN).
 BACKENDS = ("auto", "c", "torch", "graph")
 # Weights (engine.WEIGHTS) "bf16" / "int8": the stepper is built from `engine.with_compact_weights(model, ...)`
 # (the matrices rounded by the rule both families share); the rounded values are stored in the compute dtype,
