@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 # A CPU build of torch unless a GPU is present: a bare `torch` requirement would pull several GB of CUDA wheels.
 TORCH_SPEC ?= $(shell if command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1; then echo torch; else echo torch==2.13.0; fi)
 
-.PHONY: install browser demo test lint
+.PHONY: install browser demo test lint kernel
 
 $(BIN)/.installed: pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -32,3 +32,14 @@ test: install browser
 
 lint: install
 	$(BIN)/ruff check src tests tools train.py render.py
+
+# The sampling library with portable flags (no -march=native) and warnings on, for developers working on
+# src/soundalike/sampling/csrc; add flags with CXXFLAGS=... Sampling builds its own copy, tuned to the CPU, at
+# first use (src/soundalike/sampling/compiler.py), so nothing needs this target.
+KERNEL_SRC := src/soundalike/sampling/csrc
+kernel: build/libsoundalike_sampling.so
+
+build/libsoundalike_sampling.so: $(wildcard $(KERNEL_SRC)/*.h $(KERNEL_SRC)/*.cpp)
+	@mkdir -p build
+	$(CXX) -O3 -fPIC -std=c++17 -fno-math-errno -pthread -Wno-psabi -Wall -Wextra -shared $(CXXFLAGS) \
+	  $(filter %.cpp,$^) -o $@

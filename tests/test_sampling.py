@@ -15,7 +15,7 @@ import torch
 
 from soundalike import models
 from soundalike.config import load_config
-from soundalike.sampling import Sampler, engine, generate, kernel, reference_generate, wavenet_kernel
+from soundalike.sampling import Sampler, engine, generate, kernel, reference_generate
 from soundalike.sampling.reference import NoiseStream
 from tests.conftest import CONFIGS
 
@@ -306,7 +306,7 @@ def test_compiled_loops_give_the_same_bits_with_any_number_of_threads(path, dim,
     wavenet = load_config(path).model.family == "wavenet"
     model = shipped_wavenet(path, channels=20, dtype=torch.float32) if wavenet else \
         shipped(path, dim=dim, dtype=torch.float32)
-    libs = [kernel.load(), wavenet_kernel.load()]
+    libs = [kernel.load()]
     hop = Sampler(model, batch).stepper.hop
     n = 2 * hop + 5
     runs = []

@@ -20,7 +20,7 @@ from soundalike.errors import UserError
 from soundalike.evaluate import evaluate_checkpoint
 from soundalike.models.wavenet import WaveNet
 from soundalike.models.wavenet.stepper import HOP, naive_generate, reference_generate
-from soundalike.sampling import Sampler, engine, generate, wavenet_kernel
+from soundalike.sampling import Sampler, engine, generate, kernel
 from soundalike.sampling.reference import NoiseStream
 from soundalike.train import Trainer
 from tests.conftest import CONFIGS, ROOT
@@ -58,7 +58,7 @@ def tiny(dtype=torch.float64, **kw) -> WaveNet:
 
 @pytest.fixture(params=["c", "torch"])
 def backend(request):
-    if request.param == "c" and wavenet_kernel.load() is None:
+    if request.param == "c" and kernel.load() is None:
         pytest.skip("no C++ compiler")
     return request.param
 

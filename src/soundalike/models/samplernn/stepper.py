@@ -4,13 +4,13 @@ At construction every weight the generator needs is read once from the model (we
 plain matrices, the sample-level embedding and input layer folded into per-position tables). Per top frame
 of `lookback` samples, each frame tier runs once per its own frame for all streams together, and the
 samples of each bottom frame are drawn one by one with the Gumbel-max rule. On the CPU both are compiled
-code (`kernel.py`: one foreign call per top frame; numpy for the samples when there is no compiler); elsewhere they are torch ops (no host-device sync: the samples stay on the device),
+code (`csrc/samplernn.cpp` through `kernel.py`: one foreign call per top frame; numpy for the samples when
+there is no compiler); elsewhere they are torch ops (no host-device sync: the samples stay on the device),
 optionally captured in a CUDA graph.
 """
 
 from __future__ import annotations
 
-import ctypes
 import warnings
 
 import torch
@@ -78,8 +78,8 @@ class SampleRNNStepper:
 
     def _compact_matrices(self) -> None:
         """Every weight matrix (those `engine.with_compact_weights` rounds) as the compiled loop stores it:
-        bfloat16 (widened exactly on load), or int8 with its float32 scales after the matrix's bytes at the
-        next multiple of 64 (see kernel.py). Other backends get the rounded values in their own dtype."""
+        bfloat16 (widened exactly on load), or int8 with its float32 scales (`kernel.pack_int8`). Other backends
+        get the rounded values in their own dtype."""
         if self.backend != "c":
             def stored(w: torch.Tensor, transposed: bool = False) -> torch.Tensor:
                 return compact(w, self.weights).contiguous()
@@ -90,12 +90,7 @@ class SampleRNNStepper:
         else:
             def stored(w: torch.Tensor, transposed: bool = False) -> torch.Tensor:
                 q, scale = quantize_int8(w)
-                q = q.t() if transposed else q
-                start = -(-q.numel() // 64) * 64
-                packed = torch.zeros(start + 4 * len(scale), dtype=torch.uint8)
-                packed[:q.numel()] = q.contiguous().view(torch.uint8).reshape(-1)
-                packed[start:].view(torch.float32)[:] = scale
-                return packed
+                return _kernel.pack_int8(q.t() if transposed else q, scale)
 
         for t in self.tiers:
             t.w_in, t.w_up = stored(t.w_in), stored(t.w_up)
@@ -134,41 +129,41 @@ class SampleRNNStepper:
         self._alloc()
 
     def _alloc(self) -> None:
-        B, D, Q = self.batch, self.dim, self.q_levels
         self._graph = None  # captured on the state tensors of the moment: capture again
         if self.backend == "c":
             self._lib = _kernel.load()
-            suffix = ("f32" if self.dtype == torch.float32 else "f64") + ("" if self.weights == "full" else
-                                                                          f"_{self.weights}")
-            self._top_fn = getattr(self._lib, f"top_frame_{suffix}")
-            self._alloc_tiers()
-            self._work = torch.empty(B * (2 * D + Q) + D, dtype=self.dtype)  # + D ints of nonzero indices
-            # Weight pointers fixed for this batch (the tensors live on self).
-            self._wargs = (self.w1.data_ptr(), self.b1.data_ptr(), self.w2.data_ptr(), self.b2.data_ptr(),
-                           self.w1t.data_ptr(), self.w2t.data_ptr(), int(B <= SPARSE_MAX_BATCH))
+            self._c_model()
+            self._work = self._lib.samplernn_work(self._cmodel, self.batch)
         elif self.backend == "numpy":
             self._np = {k: getattr(self, k).numpy() for k in ("tables", "w1", "b1", "w2", "b2")}
 
-    def _alloc_tiers(self) -> None:
-        """Buffers and fixed arguments of the compiled tier steps."""
-        B, D = self.batch, self.dim
-        ints, ptrs = [], []
-        self._cond, self._keep = [], []
+    def _c_model(self) -> None:
+        """The model as the compiled loop reads it (`kernel.SampleRNN`), with this batch's state and
+        conditioning buffers; the structs point into tensors that live on self."""
+        B, D, Q, w = self.batch, self.dim, self.q_levels, self.weights
+        assert self.tiers[-1].frame == self.hop  # a call draws one top frame
+        tiers, self._cond, self._keep = [], [], []
         for t, state in zip(self.tiers, self.states):
             assert state.is_contiguous()
             gates = (4 if t.lstm else 3) * D
             cond = torch.empty(B, t.ratio, D, dtype=self.dtype)
-            work = torch.empty(B * (t.frame + D + 2 * gates + t.n_rnn * D), dtype=self.dtype)
-            layers = (ctypes.c_void_p * (4 * t.n_rnn))(*[w.data_ptr() for layer in t.layers for w in layer])
-            skip = (t.w_skip.data_ptr(), t.b_skip.data_ptr()) if t.skip else (None, None)
+            layers = (_kernel.RnnLayer * t.n_rnn)(*[
+                _kernel.RnnLayer(_kernel.linear(w_ih, b_ih, gates, D, w), _kernel.linear(w_hh, b_hh, gates, D, w))
+                for w_ih, w_hh, b_ih, b_hh in t.layers])
+            skip = (t.w_skip, t.b_skip) if t.skip else (None, None)
             self._cond.append(cond)
-            self._keep += [work, layers]
-            ints += [t.frame, t.ratio, t.n_rnn, int(t.lstm), int(t.skip), 0]
-            ptrs += [t.w_in.data_ptr(), t.b_in.data_ptr(), ctypes.cast(layers, ctypes.c_void_p).value, *skip,
-                     t.w_up.data_ptr(), t.b_up.data_ptr(), state.data_ptr(), cond.data_ptr(), work.data_ptr()]
-        # The tiers' sizes and pointers, as the compiled top_frame reads them (see kernel.py).
-        self._tier_ints = (ctypes.c_int64 * len(ints))(*ints)
-        self._tier_ptrs = (ctypes.c_void_p * len(ptrs))(*ptrs)
+            self._keep.append(layers)
+            tiers.append(_kernel.Tier(t.frame, t.ratio, int(t.lstm), t.n_rnn,
+                                      _kernel.linear(t.w_in, t.b_in, D, t.frame, w), layers,
+                                      _kernel.linear(*skip, D, t.n_rnn * D, w),
+                                      _kernel.linear(t.w_up, t.b_up, t.ratio * D, D, w), state.data_ptr(),
+                                      cond.data_ptr()))
+        self._c_tiers = (_kernel.Tier * len(tiers))(*tiers)
+        self._cmodel = _kernel.SampleRNN(
+            _kernel.DTYPES[self.dtype], _kernel.WEIGHTS[w], Q, D, len(tiers), int(B <= SPARSE_MAX_BATCH),
+            self._c_tiers, self.tables.data_ptr(), _kernel.linear(self.w1, self.b1, D, D, w),
+            _kernel.linear(self.w2, self.b2, Q, D, w), _kernel.matrix(self.w1t, D, D, w),
+            _kernel.matrix(self.w2t, D, Q, w))
 
     def state(self) -> dict[str, torch.Tensor]:
         """The recurrent state (between top frames) as CPU tensors."""
@@ -289,14 +284,9 @@ class SampleRNNStepper:
 
     def _advance_c(self, seq, pos, noise, temperature, logits) -> None:
         """`advance` in one foreign call: every tier step and sample of the top frame in compiled code."""
-        assert seq.is_contiguous() and noise.stride(2) == 1 and noise.stride(1) == self.q_levels
-        assert logits is None or (logits.stride(2) == 1 and logits.stride(1) == self.q_levels)
-        lo = (0, 0) if logits is None else (logits.data_ptr(), logits.stride(0))
         self._lib.set_threads(self.threads, -1)
-        self._top_fn(len(self.tiers), self._tier_ints, self._tier_ptrs, self.batch, self.hop, self.frame_sizes[0],
-                     self.q_levels, self.dim, self.q_levels // 2, self.tables.data_ptr(), *self._wargs,
-                     seq.data_ptr(), seq.stride(0), pos, noise.data_ptr(), noise.stride(0),
-                     temperature.data_ptr(), *lo, self._work.data_ptr())
+        self._lib.samplernn_top_frame(self._cmodel, _kernel.streams(seq, pos, noise, temperature, logits),
+                                      self._work)
 
     def _sample_frame(self, seq, pos, cond, noise, temperature, logits) -> None:
         """Draw seq[:, pos:pos + fs] one sample at a time; cond (B, fs, dim)."""

@@ -20,12 +20,12 @@ import warnings
 
 import torch
 
-from ...sampling import wavenet_kernel as _kernel
+from ...sampling import kernel as _kernel
 from ...sampling.engine import stepper_placement, weight, with_compact_weights
 from ...sampling.reference import NoiseStream
 
-# c: compiled CPU loop (wavenet_kernel.py); torch: torch ops on any device; graph: those ops for `hop` samples
-# captured in one CUDA graph. auto: c on the CPU, torch elsewhere (as for SampleRNN).
+# c: compiled CPU loop (csrc/wavenet.cpp, through kernel.py); torch: torch ops on any device; graph: those ops
+# for `hop` samples captured in one CUDA graph. auto: c on the CPU, torch elsewhere (as for SampleRNN).
 BACKENDS = ("auto", "c", "torch", "graph")
 # Weights (engine.WEIGHTS) "bf16" / "int8": the stepper is built from `engine.with_compact_weights(model, ...)`
 # (the matrices rounded by the rule both families share); the rounded values are stored in the compute dtype,
@@ -96,22 +96,25 @@ class WaveNetStepper:
         return backend
 
     def _c_weights(self, model, dils: torch.Tensor, offsets: torch.Tensor) -> None:
-        """The kernel's weight layout (see wavenet_kernel.SOURCE); the tensors live on self, the kernel gets pointers."""
-        dev, dt, L, k = self.device, self.dtype, self.n_layers, self.k
+        """The model as the compiled loop reads it (`kernel.WaveNet`); the structs point into tensors that live
+        on self."""
+        dev, dt, L, k, R, D, Q = self.device, self.dtype, self.n_layers, self.k, self.R, self.D, self.q_levels
+        S, O = model.skip.out_channels, model.out_hidden.out_channels
         with torch.no_grad():
             w = torch.stack([c.weight for c in model.convs])  # (L, 2D, R, k)
-            self._c = [dils.contiguous(), offsets.to(torch.int64).contiguous(), self.emb,
-                       weight(w.transpose(2, 3).reshape(L, 2 * self.D, k * self.R), dev, dt),
-                       self.b_conv[:, 0].contiguous(),
-                       weight(torch.stack([r.weight[:, :, 0] for r in model.residual]) if L > 1
-                              else torch.zeros(1), dev, dt),
-                       weight(model.skip.weight[:, :, 0], dev, dt), self.b_skip,
-                       weight(model.out_hidden.weight[:, :, 0], dev, dt), self.b_hid,
-                       weight(model.out.weight[:, :, 0], dev, dt), self.b_out]
-        self._fn = _kernel.load().wavenet_f32 if dt == torch.float32 else _kernel.load().wavenet_f64
-        S, O = model.skip.out_channels, model.out_hidden.out_channels
-        self._dims = (L, k, self.R, self.D, S, O, self.q_levels)
-        self._ptrs = tuple(t.data_ptr() for t in self._c)
+            conv = weight(w.transpose(2, 3).reshape(L, 2 * D, k * R), dev, dt)  # taps oldest first
+            res = [weight(r.weight[:, :, 0], dev, dt) for r in model.residual]  # (R, D) each, L - 1 of them
+            skip, hid, out = (weight(m.weight[:, :, 0], dev, dt) for m in (model.skip, model.out_hidden, model.out))
+        self._c = [conv, *res, skip, hid, out]
+        layers = [_kernel.WaveNetLayer(_kernel.linear(conv[i], self.b_conv[i, 0], 2 * D, k * R),
+                                       _kernel.matrix(res[i] if i + 1 < L else None, R, D), int(dils[i]),
+                                       int(offsets[i]))
+                  for i in range(L)]
+        self._c_layers = (_kernel.WaveNetLayer * L)(*layers)
+        self._cmodel = _kernel.WaveNet(_kernel.DTYPES[dt], L, k, R, D, Q, self.emb.data_ptr(), self._c_layers,
+                                       _kernel.linear(skip, self.b_skip, S, L * D),
+                                       _kernel.linear(hid, self.b_hid, O, S), _kernel.linear(out, self.b_out, Q, O),
+                                       None)  # the ring: set by each advance
 
     # --- state ------------------------------------------------------------------------------------------
 
@@ -130,7 +133,7 @@ class WaveNetStepper:
         self.h = torch.empty(L, B, self.R, device=self.device, dtype=self.dtype)  # each layer's input
         self.z = torch.empty(B, L, self.D, device=self.device, dtype=self.dtype)  # each layer's gated output
         if self.backend == "c":
-            self._work = torch.empty(_kernel.work_size(B, *self._dims), dtype=self.dtype)
+            self._work = _kernel.load().wavenet_work(self._cmodel, B)
         self._graph = None  # captured on the buffers of the moment: capture again
 
     def reset(self, batch: int) -> None:
@@ -165,13 +168,12 @@ class WaveNetStepper:
                 logits: torch.Tensor | None = None) -> None:
         """Write seq[:, pos:pos + hop] from seq[:, pos - 1] and the queues; noise (B, hop, Q), temperature (B,)."""
         if self.backend == "c":
-            assert seq.is_contiguous() and noise.stride(2) == 1 and noise.stride(1) == self.q_levels
             assert self.ring.is_contiguous()
-            lo = (0, 0) if logits is None else (logits.data_ptr(), logits.stride(0))
-            _kernel.load().set_threads(self.threads, -1)
-            self._fn(self.batch, self.hop, *self._dims, *self._ptrs, self.ring.data_ptr(), self.step_count,
-                     seq.data_ptr(), seq.stride(0), pos, noise.data_ptr(), noise.stride(0), temperature.data_ptr(),
-                     *lo, self._work.data_ptr())
+            self._cmodel.ring = self.ring.data_ptr()
+            lib = _kernel.load()
+            lib.set_threads(self.threads, -1)
+            lib.wavenet_steps(self._cmodel, _kernel.streams(seq, pos, noise, temperature, logits), self.hop,
+                              self.step_count, self._work)
             self.step_count += self.hop
             return
         if self.backend == "graph" and logits is None:

@@ -1,0 +1,159 @@
+// The products of gemv.h: 512-bit vectors (vec.h), four rows at a time, prefetching ahead.
+#include "gemv.h"
+
+#include <type_traits>
+
+#include "team.h"
+#include "vec.h"
+
+namespace {
+
+template <typename W_t> constexpr bool is_int8() { return std::is_same<W_t, int8_t>::value; }
+
+// Software prefetch of the weights a product streams: the rows PREFETCH_BYTES ahead, into L2 (locality 1:
+// prefetcht2). Short rows (int8, bf16) are too short for the hardware's stream prefetcher to ramp up (see
+// the README's measurements); 4 KB to 64 KB ahead are within noise.
+constexpr int64_t PREFETCH_BYTES = 32768;
+
+// Y[b, i] = W[i] . X[b] + bias[i] (optionally ReLU) for W (R x D) and X (B x D), rows i0 <= i < i1 (i0 a
+// multiple of 4; i1 too, or R). Four rows at a time share each load of x; two accumulators per row hide the
+// FMA latency. Fixed summation order.
+template <typename T, typename W_t>
+void gemv_rows(const W_t* __restrict W, const float* __restrict scale, const T* __restrict bias,
+               const T* __restrict X, int B, int R, int D, T* __restrict Y, bool relu, int i0, int i1) {
+    typedef typename Vec<T>::type V;
+    constexpr int N = 64 / sizeof(T);
+    const int Dv = D - D % (2 * N);
+    int i = i0;
+    for (; i + 4 <= i1; i += 4) {
+        const W_t* w0 = W + (int64_t)i * D;
+        const W_t* w1 = w0 + D;
+        const W_t* w2 = w1 + D;
+        const W_t* w3 = w2 + D;
+        // Prefetch the block of 4 rows PREFETCH_BYTES ahead, spread over this block's first pass.
+        const int64_t block_bytes = 4 * (int64_t)D * sizeof(W_t);
+        const int64_t ahead = (PREFETCH_BYTES + block_bytes - 1) / block_bytes;
+        const int64_t lines = i + 4 * ahead + 4 <= i1 ? (block_bytes + 63) / 64 : 0;
+        const char* next = lines ? (const char*)(w0 + (int64_t)4 * ahead * D) : nullptr;
+        const int64_t per = Dv ? (lines * 2 * N + Dv - 1) / Dv : 0;
+        for (int b = 0; b < B; b++) {
+            const T* x = X + (int64_t)b * D;
+            V a0 = {}, a1 = {}, a2 = {}, a3 = {}, c0 = {}, c1 = {}, c2 = {}, c3 = {};
+            for (int k = 0; k < Dv; k += 2 * N) {
+                if (b == 0)
+                    for (int64_t l = k / (2 * N) * per, e = l + per < lines ? l + per : lines; l < e; l++)
+                        __builtin_prefetch(next + l * 64, 0, 1);
+                const V x0 = load(x + k), x1 = load(x + k + N);
+                a0 += loadw<T>(w0 + k) * x0; c0 += loadw<T>(w0 + k + N) * x1;
+                a1 += loadw<T>(w1 + k) * x0; c1 += loadw<T>(w1 + k + N) * x1;
+                a2 += loadw<T>(w2 + k) * x0; c2 += loadw<T>(w2 + k + N) * x1;
+                a3 += loadw<T>(w3 + k) * x0; c3 += loadw<T>(w3 + k + N) * x1;
+            }
+            T s[4] = {hsum<T>(a0, c0), hsum<T>(a1, c1), hsum<T>(a2, c2), hsum<T>(a3, c3)};
+            for (int k = Dv; k < D; k++) {
+                s[0] += scalar<T>(w0[k]) * x[k]; s[1] += scalar<T>(w1[k]) * x[k];
+                s[2] += scalar<T>(w2[k]) * x[k]; s[3] += scalar<T>(w3[k]) * x[k];
+            }
+            T* y = Y + (int64_t)b * R + i;
+            if (is_int8<W_t>())
+                for (int r = 0; r < 4; r++) s[r] *= scale[i + r];
+            for (int r = 0; r < 4; r++) {
+                const T v = s[r] + bias[i + r];
+                y[r] = relu && v < 0 ? 0 : v;
+            }
+        }
+    }
+    for (; i < i1; i++) {
+        const W_t* w = W + (int64_t)i * D;
+        for (int b = 0; b < B; b++) {
+            const T* x = X + (int64_t)b * D;
+            T s = 0;
+            for (int k = 0; k < D; k++) s += scalar<T>(w[k]) * x[k];
+            if (is_int8<W_t>()) s *= scale[i];
+            const T v = s + bias[i];
+            Y[(int64_t)b * R + i] = relu && v < 0 ? 0 : v;
+        }
+    }
+}
+
+// y[r..] = sum over the m nonzero inputs nz of x[k] * WT[k, r..], CH vectors at a time from r while they fit
+// before r1; returns where it stopped. Each output sums in the order of nz whatever CH.
+template <int CH, typename T, typename W_t>
+inline int sparse_pass(const W_t* __restrict WT, const T* __restrict x, int R, T* __restrict y,
+                       const int* __restrict nz, int m, int r, int r1) {
+    typedef typename Vec<T>::type V;
+    constexpr int N = 64 / sizeof(T);
+    for (; r + CH * N <= r1; r += CH * N) {
+        V acc[CH] = {};
+        for (int i = 0; i < m; i++) {
+            const W_t* row = WT + (int64_t)nz[i] * R + r;
+            const T xk = x[nz[i]];
+            for (int v = 0; v < CH; v++) acc[v] += loadw<T>(row + v * N) * xk;
+        }
+        for (int v = 0; v < CH; v++) std::memcpy(y + r + v * N, &acc[v], sizeof(V));
+    }
+    return r;
+}
+
+// Outputs r0 <= r < r1 of gemv_sparse from the m nonzero inputs nz; WT (D x R).
+template <typename T, typename W_t>
+void gemv_sparse_cols(const W_t* __restrict WT, const float* __restrict scale, const T* __restrict bias,
+                      const T* __restrict x, int R, T* __restrict y, bool relu, const int* __restrict nz, int m,
+                      int r0, int r1) {
+    // Passes over the nonzero inputs holding 16, 8, 4, then 1 vector(s) of y in registers: enough
+    // independent sums to hide the FMA latency also for a thread's share of a small product.
+    int r = sparse_pass<16, T, W_t>(WT, x, R, y, nz, m, r0, r1);
+    r = sparse_pass<8, T, W_t>(WT, x, R, y, nz, m, r, r1);
+    r = sparse_pass<4, T, W_t>(WT, x, R, y, nz, m, r, r1);
+    r = sparse_pass<1, T, W_t>(WT, x, R, y, nz, m, r, r1);
+    for (; r < r1; r++) {
+        T acc = 0;
+        for (int i = 0; i < m; i++) acc += scalar<T>(WT[(int64_t)nz[i] * R + r]) * x[nz[i]];
+        y[r] = acc;
+    }
+    if (is_int8<W_t>())
+        for (r = r0; r < r1; r++) y[r] *= scale[r];
+    for (r = r0; r < r1; r++) {
+        const T v = y[r] + bias[r];
+        y[r] = relu && v < 0 ? 0 : v;
+    }
+}
+
+}  // namespace
+
+// Split between the team's threads in blocks of 4 rows (see team::parts).
+template <typename T, typename W_t>
+void gemv(const sl_matrix& W, const T* bias, const T* X, int B, T* Y, bool relu) {
+    const int R = W.rows, D = W.cols;
+    const W_t* w = (const W_t*)W.data;
+    const int n = team::parts((int64_t)B * R * D, R / 8);
+    team::run([&](int t) {
+        gemv_rows<T, W_t>(w, W.scale, bias, X, B, R, D, Y, relu, team::begin(R, 4, t, n),
+                          team::begin(R, 4, t + 1, n));
+    }, n);
+}
+
+// Split between the team's threads in whole vectors (each output's sum runs in the same order either way).
+template <typename T, typename W_t>
+void gemv_sparse(const sl_matrix& WT, const T* bias, const T* x, T* y, bool relu, int* nz) {
+    constexpr int N = 64 / sizeof(T);
+    const int D = WT.rows, R = WT.cols;
+    const W_t* w = (const W_t*)WT.data;
+    int m = 0;
+    for (int k = 0; k < D; k++) if (x[k] != 0) nz[m++] = k;
+    const int n = team::parts((int64_t)m * R, R / (2 * N));
+    team::run([&](int t) {
+        gemv_sparse_cols<T, W_t>(w, WT.scale, bias, x, R, y, relu, nz, m, team::begin(R, N, t, n),
+                                 team::begin(R, N, t + 1, n));
+    }, n);
+}
+
+#define INSTANTIATE(T, W_t)                                                                \
+    template void gemv<T, W_t>(const sl_matrix&, const T*, const T*, int, T*, bool);       \
+    template void gemv_sparse<T, W_t>(const sl_matrix&, const T*, const T*, T*, bool, int*);
+INSTANTIATE(float, float)
+INSTANTIATE(double, double)
+INSTANTIATE(float, bf16)
+INSTANTIATE(double, bf16)
+INSTANTIATE(float, int8_t)
+INSTANTIATE(double, int8_t)

@@ -1,0 +1,72 @@
+"""How much slower sampling is without the compiled library: its loop against the fallbacks, batch 1.
+
+For each config (full size, random weights): samples/s of the sampling engine with the compiled library
+(backend c) and with the fallback it uses when the library cannot be built (SampleRNN: numpy for the samples
+and torch ops for the tiers; WaveNet: torch ops), one thread each, the best of `--repeats` interleaved runs of
+about `--wall` seconds. The ratio is the figure quoted by the warning in `sampling/kernel.py`. Prints JSON.
+Usage: .venv/bin/python tools/bench_fallback.py [--configs demo,wavenet-demo] [--wall 3] [--repeats 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import torch
+
+from soundalike import models
+from soundalike.config import load_config
+from soundalike.sampling import Sampler
+
+ROOT = Path(__file__).resolve().parents[1]
+FALLBACK = {"samplernn": "numpy", "wavenet": "torch"}
+
+
+def timer(model, backend: str, wall: float):
+    """A function that times one run of about `wall` seconds -> samples/s."""
+    sampler = Sampler(model, 1, 1.0, seed=0, backend=backend, threads=1)
+    hop = sampler.stepper.hop
+    n = hop
+    start = time.perf_counter()
+    while time.perf_counter() - start < 0.2 * wall:  # size the timed runs (the first also warms up)
+        sampler.generate(n)
+        n *= 2
+    n = max(hop, int(wall * 2 * n / (time.perf_counter() - start)) // hop * hop)
+
+    def run() -> float:
+        t = time.perf_counter()
+        sampler.generate(n)
+        return n / (time.perf_counter() - t)
+    return run
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--configs", default="demo,wavenet-demo")
+    parser.add_argument("--wall", type=float, default=3.0, help="seconds per timed run")
+    parser.add_argument("--repeats", type=int, default=3)
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    result = {}
+    for name in args.configs.split(","):
+        cfg = load_config(ROOT / "configs" / f"{name}.yaml")
+        torch.manual_seed(0)
+        model = models.from_config(cfg).eval()
+        fallback = FALLBACK[cfg.model.family]
+        timers = {"c": timer(model, "c", args.wall), fallback: timer(model, fallback, args.wall)}
+        best = dict.fromkeys(timers, 0.0)
+        for _ in range(args.repeats):  # interleaved: the machine's load hits both alike
+            for key, run in timers.items():
+                best[key] = max(best[key], run())
+        result[name] = {"compiled_samples_per_s": round(best["c"], 1),
+                        f"{fallback}_samples_per_s": round(best[fallback], 1),
+                        "slowdown": round(best["c"] / best[fallback], 1)}
+        print(f"{name}: compiled {best['c']:.0f}, {fallback} {best[fallback]:.0f} samples/s: "
+              f"{best['c'] / best[fallback]:.1f}x slower", flush=True)
+    print(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()
