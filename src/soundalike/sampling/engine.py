@@ -163,10 +163,8 @@ class Sampler:
     output rows (the same samples for any number), and of torch ops when priming or with the numpy / torch
     backends. Around the compiled loops torch itself runs one thread: its ops there (drawing the noise) are
     small, and idle OpenMP workers spin on the cores the loops' helpers need (demo: ~5% slower with two).
-    Measured on 2 cores, 2 threads against 1: the compiled loop 1.3x (demo) to 1.65x
-    (a dim-1024 model, whose weights stream from memory) faster at batch 1, 1.65-1.94x at batch 16. With
-    every core busy with other work, about as fast as 1 (0.96-1.14x, `tools/bench_busy.py`): the caller runs
-    the parts of a helper that is off its core instead of waiting for it.
+    With every core busy with other work, more threads are about as fast as one, never much slower: the
+    caller runs the parts of a helper that is off its core instead of waiting for it (docs/MEASUREMENTS.md).
     """
 
     def __init__(self, model: torch.nn.Module, batch: int = 1, temperature: float | list | torch.Tensor = 1.0,

@@ -26,8 +26,8 @@ from . import compiler
 MIN_SPLIT = 16384
 DTYPES = {torch.float32: 0, torch.float64: 1}  # sl_dtype
 WEIGHTS = {"full": 0, "bf16": 1, "int8": 2}  # sl_weights
-# What the callers use without the library, and how much slower it is: `tools/bench_fallback.py` (demo and
-# wavenet-demo, batch 1, one thread; the README, 2026-11-30).
+# What the callers use without the library, and how much slower it is (`tools/bench_fallback.py`, demo and
+# wavenet-demo at batch 1, one thread; the figure with its date: docs/SAMPLING.md).
 FALLBACK = ("sampling falls back to numpy for SampleRNN (about 1.4x slower) and to torch ops for WaveNet (about "
             "8x slower) (demo configs, batch 1)")
 
