@@ -1,5 +1,6 @@
 // Inert unless the page is opened with ?selftest=1: loads every player's metadata and every image, then
-// writes what it found into <pre id="selftest"> for a headless browser's --dump-dom (tests/test_gallery.py).
+// writes what it found into a pre element with the id "selftest", for a headless browser's --dump-dom
+// (tests/test_gallery.py). This comment must not spell that element's tag: the test searches the page for it.
 (function () {
   if (!/[?&]selftest=1/.test(location.search)) return;
   document.querySelectorAll("details").forEach(function (d) { d.open = true; });
