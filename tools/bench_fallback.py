@@ -11,35 +11,16 @@ from __future__ import annotations
 
 import argparse
 import json
-import time
 from pathlib import Path
 
 import torch
+from bench_render import fast_timer  # the sibling tool's timer (a script's folder is on sys.path)
 
 from soundalike import models
 from soundalike.config import load_config
-from soundalike.sampling import Sampler
 
 ROOT = Path(__file__).resolve().parents[1]
 FALLBACK = {"samplernn": "numpy", "wavenet": "torch"}
-
-
-def timer(model, backend: str, wall: float):
-    """A function that times one run of about `wall` seconds -> samples/s."""
-    sampler = Sampler(model, 1, 1.0, seed=0, backend=backend, threads=1)
-    hop = sampler.stepper.hop
-    n = hop
-    start = time.perf_counter()
-    while time.perf_counter() - start < 0.2 * wall:  # size the timed runs (the first also warms up)
-        sampler.generate(n)
-        n *= 2
-    n = max(hop, int(wall * 2 * n / (time.perf_counter() - start)) // hop * hop)
-
-    def run() -> float:
-        t = time.perf_counter()
-        sampler.generate(n)
-        return n / (time.perf_counter() - t)
-    return run
 
 
 def main() -> None:
@@ -55,7 +36,7 @@ def main() -> None:
         torch.manual_seed(0)
         model = models.from_config(cfg).eval()
         fallback = FALLBACK[cfg.model.family]
-        timers = {"c": timer(model, "c", args.wall), fallback: timer(model, fallback, args.wall)}
+        timers = {b: fast_timer(model, 1, 1, "cpu", args.wall, torch.float32, backend=b) for b in ("c", fallback)}
         best = dict.fromkeys(timers, 0.0)
         for _ in range(args.repeats):  # interleaved: the machine's load hits both alike
             for key, run in timers.items():

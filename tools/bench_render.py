@@ -39,10 +39,11 @@ ROOT = Path(__file__).resolve().parents[1]
 RATE = 16000
 
 
-def fast_timer(model, batch: int, threads: int | None, device: str, wall: float, dtype, weights: str = "full"):
-    """A function that times one run of the fast engine of about `wall` seconds -> samples/s per stream."""
+def fast_timer(model, batch: int, threads: int | None, device: str, wall: float, dtype, weights: str = "full",
+               backend: str = "auto"):
+    """A function that times one run of the sampling engine of about `wall` seconds -> samples/s per stream."""
     sampler = Sampler(model, batch, 1.0, seed=0, device=device, dtype=dtype, threads=threads, weights=weights,
-                      device_noise=device != "cpu")
+                      device_noise=device != "cpu", backend=backend)
     hop = sampler.stepper.hop
     start = time.perf_counter()
     sampler.generate(hop * 4)  # warm-up (and the kernel's compilation, if not cached)
