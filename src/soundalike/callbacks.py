@@ -5,6 +5,7 @@ gallery) is logged, never fatal. A stop signal abandons them (they may take minu
 from __future__ import annotations
 
 import time
+from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
 from .atomic import write_json
@@ -65,11 +66,13 @@ class GalleryPage:
         build(trainer.run, trainer.log)
 
 
-def build(run: RunFolder, log) -> None:
-    """Rebuild a run's gallery page; a failure is logged (the page is a convenience, the caller goes on)."""
+def build(run: RunFolder, log) -> Path | None:
+    """Rebuild a run's gallery page -> its path; a failure is logged and gives None (the page is a
+    convenience: neither a days-long run nor a finished render may fail for it)."""
     from .gallery import build_gallery
 
     try:
-        build_gallery(run.path)
-    except Exception as e:  # noqa: BLE001 (a broken picture must not stop a days-long run)
+        return build_gallery(run.path)
+    except Exception as e:  # noqa: BLE001 (a broken picture must not stop the caller)
         log(f"warning: could not rebuild the gallery: {type(e).__name__}: {e}")
+        return None

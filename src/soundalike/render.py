@@ -28,6 +28,7 @@ import soundfile as sf
 import torch
 from tqdm import tqdm
 
+from . import callbacks
 from . import checkpoint as ckpt_io
 from .atomic import atomic_path, check_folder, write_json
 from .audio import iter_blocks
@@ -324,13 +325,12 @@ class Render:
 def _read_state(path: Path) -> dict:
     """A render's saved state, read without running any code from the file, its structure checked."""
     state = ckpt_io.load_data(path, "render state")
-    n = state.get("params", {}).get("count") if isinstance(state, dict) and isinstance(state.get("params"), dict) \
-        else None
-    ok = isinstance(n, int) and n >= 1 and isinstance(state.get("sampler"), dict) and all(
-        isinstance(state.get(k), torch.Tensor) and state[k].shape == (n,) for k in ("peak", "sumsq", "frames"))
-    params = state["params"] if ok else {}
-    ok = ok and all(k in params for k in ("checkpoint", "seconds", "temperatures", "seed", "format",
-                                          "block_seconds"))
+    params = state.get("params") if isinstance(state, dict) else None
+    n = params.get("count") if isinstance(params, dict) else None
+    ok = (isinstance(n, int) and n >= 1 and isinstance(state.get("sampler"), dict)
+          and all(k in params for k in ("checkpoint", "seconds", "temperatures", "seed", "format", "block_seconds"))
+          and all(isinstance(state.get(k), torch.Tensor) and state[k].shape == (n,)
+                  for k in ("peak", "sumsq", "frames")))
     if not ok:
         raise UserError(f"{path}: not a soundalike render state (wrong structure)")
     return state
@@ -394,14 +394,6 @@ def _test_hook(job: Render) -> None:
 
 def _gallery(job: Render) -> None:
     """Refresh the gallery page of the checkpoint's run, when the checkpoint lies in a run directory."""
-    from .gallery import build_gallery
-
     run = RunFolder.of_checkpoint(Path(job.params["checkpoint"]))
-    if run is None:
-        return
-    try:
-        page = build_gallery(run.path)
-    except Exception as e:  # noqa: BLE001 (the tracks are done; a gallery problem must not fail the render)
-        print(f"warning: the gallery was not updated ({type(e).__name__}: {e})", file=sys.stderr)
-        return
-    print(f"gallery: {page}", file=sys.stderr)
+    if run is not None and (page := callbacks.build(run, lambda msg: print(msg, file=sys.stderr))):
+        print(f"gallery: {page}", file=sys.stderr)
