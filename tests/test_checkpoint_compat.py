@@ -35,7 +35,9 @@ def test_old_checkpoint_loads_with_weights_only_and_renders_the_same_samples(nam
     assert raw["format"] == 1 and ckpt["format"] == FORMAT and ckpt["step"] == record["step"]
     # format 1 kept every field of both families; now the section is the family's own
     own = FAMILIES[raw["family"]].config_keys()
-    assert ckpt["config"]["model"] == {"family": raw["family"], **{k: raw["config"]["model"][k] for k in own}}
+    # (and the output head that format 3 added is the softmax those models had)
+    assert ckpt["config"]["model"] == {"family": raw["family"], "output": "softmax", "mixtures": 10,
+                                       **{k: raw["config"]["model"][k] for k in own if k in raw["config"]["model"]}}
     assert len(raw["config"]["model"]) > len(ckpt["config"]["model"])
     s = record["sampler"]
     samples = Sampler(build_model(ckpt), s["batch"], s["temperature"], s["seed"]).generate(s["n"])
@@ -55,7 +57,7 @@ def test_old_checkpoint_evaluates_and_resumes_training(name, tiny_dataset, tmp_p
     run.mkdir(parents=True)
     shutil.copy(path, run / "latest.pt")
     Trainer(cfg, device="cpu").fit()
-    assert torch.load(run / "latest.pt", weights_only=True)["format"] == FORMAT == 2
+    assert torch.load(run / "latest.pt", weights_only=True)["format"] == FORMAT == 3
     after = load_checkpoint(run / "latest.pt")
     assert after["config"]["model"] == load_checkpoint(path)["config"]["model"]
     assert after["step"] == record["resumed"]["step"]
@@ -68,5 +70,5 @@ def test_a_checkpoint_of_an_unknown_format_is_a_one_line_error(tmp_path):
     ckpt = torch.load(path, weights_only=True)
     ckpt["format"] = FORMAT + 1
     torch.save(ckpt, tmp_path / "future.pt")
-    with pytest.raises(UserError, match=r"future.pt: not a soundalike checkpoint \(formats 1 to 2\)$"):
+    with pytest.raises(UserError, match=rf"future.pt: not a soundalike checkpoint \(formats 1 to {FORMAT}\)$"):
         load_checkpoint(tmp_path / "future.pt")

@@ -15,6 +15,7 @@ import torch
 
 from soundalike import models
 from soundalike.config import load_config
+from soundalike.models.heads import controls
 from soundalike.sampling import Sampler, engine, generate, kernel, reference_generate
 from soundalike.sampling.reference import NoiseStream
 from tests.conftest import CONFIGS
@@ -249,7 +250,8 @@ def test_numpy_and_c_kernels_agree_on_random_inputs():
         st = SampleRNNStepper(model, backend=backend)
         st.reset(B)
         seq, logits = seq0.clone(), torch.empty(B, C, Q, dtype=torch.float64)
-        st._sample_frame(seq, C, cond, noise, torch.tensor([1.0, 0.5, 2.0]), logits)
+        st._sample_frame(seq, C, cond, noise, controls(torch.tensor([1.0, 0.5, 2.0]), torch.tensor([0.0, 0.1, 0.3])),
+                         logits)
         outs.append((seq, logits))
     assert torch.equal(outs[0][0], outs[1][0])
     torch.testing.assert_close(outs[0][1], outs[1][1])

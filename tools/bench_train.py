@@ -19,7 +19,6 @@ import time
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 from torch.utils.flop_counter import FlopCounterMode
 
 from soundalike import models
@@ -39,8 +38,8 @@ def step_fn(model, x, folded: bool, amp: bool, device: torch.device):
 
     def step():
         with ctx():
-            logits, _ = model(x, folded=folded)
-        loss = F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), x[:, model.lookback:].reshape(-1))
+            nll, _ = model(x, folded=folded, nll=True)
+        loss = nll.float().mean()
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()

@@ -37,14 +37,15 @@ class PreviewClips:
         out = run.samples_at(trainer.step)
         trainer.model.eval()
         levels = generate(trainer.model, int(t.sample_seconds * rate), batch=t.sample_count,
-                          temperature=t.sample_temperature, seed=t.seed + trainer.step)
+                          temperature=t.sample_temperature, seed=t.seed + trainer.step, min_p=t.sample_min_p)
         trainer.model.train()
         stats = []
         for i, clip in enumerate(trainer.quantizer.dequantize(levels.cpu().numpy())):
             wav = out / f"sample-{i:02d}.wav"
             write_wav(wav, clip, rate)
             write_json(wav.with_suffix(".json"), {
-                "step": trainer.step, "temperature": t.sample_temperature, "seed": t.seed + trainer.step,
+                "step": trainer.step, "temperature": t.sample_temperature, "min_p": t.sample_min_p,
+                "seed": t.seed + trainer.step,
                 "stream": i, "checkpoint": str(run.checkpoint("latest")), "seconds": t.sample_seconds})
             s = clip_stats(clip, rate)
             if s.get("verdict") in BAD_VERDICTS:

@@ -2,12 +2,13 @@
 and the resolved config, so a checkpoint alone rebuilds the model and renders; training state rides along.
 
 Only tensors, dicts, lists, strings and numbers: a checkpoint loads with `torch.load(..., weights_only=True)`.
-Format 2: the config's `model` section holds its family and that family's own fields. A checkpoint of an older
-format is converted when it is loaded (`CONVERTERS`).
+Format 3: the config's `model` section holds its family and that family's own fields, the output head's among
+them (`output`, `mixtures`). A checkpoint of an older format is converted when it is loaded (`CONVERTERS`).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import pickle
 from pathlib import Path
 from typing import Any
@@ -18,7 +19,7 @@ from .atomic import atomic_path
 from .errors import UserError
 from .quantize import Quantizer
 
-FORMAT = 2
+FORMAT = 3
 
 
 def _from_format_1(ckpt: dict[str, Any]) -> dict[str, Any]:
@@ -27,11 +28,22 @@ def _from_format_1(ckpt: dict[str, Any]) -> dict[str, Any]:
 
     model = ckpt["config"]["model"]
     own = FAMILIES[ckpt["family"]].config_keys()
-    ckpt["config"]["model"] = {"family": model["family"], **{k: model[k] for k in own}}
+    ckpt["config"]["model"] = {"family": model["family"], **{k: model[k] for k in own if k in model}}
     return ckpt
 
 
-CONVERTERS = {1: _from_format_1}  # format N -> format N + 1
+def _from_format_2(ckpt: dict[str, Any]) -> dict[str, Any]:
+    """Format 2 predates the output heads: its models end in a softmax, which the head fields' defaults
+    (`models.heads.HeadConfig`) name."""
+    from .models.heads import HeadConfig
+
+    for key, value in dataclasses.asdict(HeadConfig()).items():
+        ckpt["config"]["model"].setdefault(key, value)
+        ckpt["model_kwargs"].setdefault(key, value)
+    return ckpt
+
+
+CONVERTERS = {1: _from_format_1, 2: _from_format_2}  # format N -> format N + 1
 
 
 def save_checkpoint(path: str | Path, payload: dict[str, Any]) -> None:

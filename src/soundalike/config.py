@@ -23,7 +23,7 @@ from typing import Any
 import yaml
 
 from .errors import UserError
-from .models import FAMILIES, FAMILY_NAMES, ModelConfig
+from .models import FAMILIES, FAMILY_NAMES, ModelConfig, heads
 
 
 @dataclass
@@ -51,6 +51,7 @@ class TrainConfig:
     sample_count: int = 2  # clips rendered at each validation
     sample_seconds: float = 2.0
     sample_temperature: float = 1.0
+    sample_min_p: float = 0.0  # min-p floor of the preview clips (render --min-p); 0: off
     threads: int = 0  # CPU threads for torch; 0: all cores
     amp: bool = True  # bf16 autocast on CUDA
 
@@ -215,6 +216,8 @@ def validate(cfg: Config) -> None:
     for key in ("lr", "grad_clip", "sample_temperature"):
         if not getattr(t, key) > 0:
             raise UserError(f"train.{key}: must be positive, got {getattr(t, key)}")
+    if not 0 <= t.sample_min_p < 1:
+        raise UserError(f"train.sample_min_p: must be at least 0 and below 1, got {t.sample_min_p}")
     if t.sample_seconds < 0:
         raise UserError(f"train.sample_seconds: must not be negative, got {t.sample_seconds}")
     if t.seed >= 2**63:
@@ -224,6 +227,7 @@ def validate(cfg: Config) -> None:
         raise UserError(f"data.quantization: expected linear or mulaw, got {d.quantization!r}")
     if not 2 <= d.q_levels <= 65536:
         raise UserError(f"data.q_levels: must be between 2 and 65536, got {d.q_levels}")
+    heads.check(cfg.model.output, cfg.model.mixtures, d.q_levels)
     if not d.path:
         raise UserError("data.path: must name a dataset folder")
     if not cfg.run_root:

@@ -11,7 +11,6 @@ import math
 import numpy as np
 import torch
 import torch.distributed as dist
-import torch.nn.functional as F
 
 from .checkpoint import build_model, load_checkpoint, quantizer_of
 from .data import AudioDataset, eval_batches
@@ -38,25 +37,28 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 @torch.no_grad()
 def evaluate_nll(model, dataset: AudioDataset, batch_size: int, seq_len: int, device: torch.device,
                  rank: int = 0, world: int = 1) -> dict:
-    """NLL of every sample of `dataset` (sharded over `world` ranks, summed): {'bits': bits/sample, 'samples': n}."""
+    """NLL of every sample of `dataset` (sharded over `world` ranks, summed): {'bits': bits/sample, 'bits16':
+    bits/sample at 16-bit resolution (`Quantizer.log2_width16`), 'samples': n}."""
     model.eval()
     lookback = model.lookback
-    total_nats, total_n = 0.0, 0.0
+    total_nats, total_width, total_n = 0.0, 0.0, 0.0
+    log2_width = torch.as_tensor(dataset.quantizer.log2_width16(), device=device)
     state = None
     for batch in eval_batches(dataset, batch_size, seq_len, lookback, rank, world):
         x, reset, mask = batch.x.to(device), batch.reset.to(device), batch.mask.to(device)
         if state is not None and state_batch(state) != x.shape[0]:
             state = None  # the last group may hold fewer streams
-        logits, state = model(x, state, reset)
-        nll = F.cross_entropy(logits.float().transpose(1, 2), x[:, lookback:], reduction="none")
+        nll, state = model(x, state, reset, nll=True)
         total_nats += float((nll * mask).sum())
+        total_width += float((log2_width[x[:, lookback:]] * mask).sum())
         total_n += float(mask.sum())
     if world > 1 and dist.is_available() and dist.is_initialized():
-        t = torch.tensor([total_nats, total_n], dtype=torch.float64, device=device)
+        t = torch.tensor([total_nats, total_width, total_n], dtype=torch.float64, device=device)
         dist.all_reduce(t)
-        total_nats, total_n = t.tolist()
+        total_nats, total_width, total_n = t.tolist()
     model.train()
-    return {"bits": total_nats / max(total_n, 1) / LOG2, "samples": int(total_n)}
+    n = max(total_n, 1)
+    return {"bits": total_nats / n / LOG2, "bits16": (total_nats / LOG2 + total_width) / n, "samples": int(total_n)}
 
 
 def state_batch(state) -> int:
@@ -67,11 +69,14 @@ def state_batch(state) -> int:
     return first.shape[1]
 
 
-def marginal_entropy_bits(levels: np.ndarray, q_levels: int) -> float:
-    """Entropy in bits of the marginal distribution of quantized values (a no-model baseline)."""
+def marginal_entropy_bits(levels: np.ndarray, q_levels: int, log2_width: np.ndarray | None = None) -> float:
+    """Entropy in bits of the marginal distribution of quantized values (a no-model baseline); with the
+    levels' `log2_width` (`Quantizer.log2_width16`), in bits at 16-bit resolution."""
     counts = np.bincount(np.asarray(levels).ravel(), minlength=q_levels).astype(np.float64)
-    p = counts[counts > 0] / counts.sum()
-    return float(-(p * np.log2(p)).sum())
+    p = counts / counts.sum()
+    used = p > 0
+    bits = float(-(p[used] * np.log2(p[used])).sum())
+    return bits if log2_width is None else bits + float((p[used] * log2_width[used]).sum())
 
 
 def evaluate_checkpoint(ckpt_path: str, split: str, data: str | None = None, batch_size: int = 64,
@@ -94,8 +99,10 @@ def evaluate_checkpoint(ckpt_path: str, split: str, data: str | None = None, bat
     if weights != "full":
         model = with_compact_weights(model, weights)
     result = evaluate_nll(model, dataset, batch_size, cfg["train"]["seq_len"], dev)
+    q = dataset.quantizer
     return {"checkpoint": str(ckpt_path), "split": split, "step": ckpt.get("step"), "bits": result["bits"],
-            "marginal_entropy_bits": marginal_entropy_bits(dataset.data, dataset.quantizer.levels),
+            "bits16": result["bits16"], "marginal_entropy_bits": marginal_entropy_bits(dataset.data, q.levels),
+            "marginal_entropy_bits16": marginal_entropy_bits(dataset.data, q.levels, q.log2_width16()),
             "samples": result["samples"], "weights": weights}
 
 
@@ -104,7 +111,8 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(r))
     else:
-        print(f"{r['split']}: {r['bits']:.4f} bits/sample over {r['samples']:,} samples "
-              f"(marginal entropy {r['marginal_entropy_bits']:.4f} bits; checkpoint step {r['step']}"
+        print(f"{r['split']}: {r['bits']:.4f} bits/sample ({r['bits16']:.4f} at 16-bit resolution) over "
+              f"{r['samples']:,} samples (marginal entropy {r['marginal_entropy_bits']:.4f} bits, "
+              f"{r['marginal_entropy_bits16']:.4f} at 16-bit; checkpoint step {r['step']}"
               f"{'' if r['weights'] == 'full' else '; ' + r['weights'] + ' weights'})")
     return 0

@@ -72,5 +72,13 @@ class Quantizer:
         """
         return (np.asarray(q, dtype=np.float64) - self.silence) * self._step
 
+    def log2_width16(self) -> np.ndarray:
+        """log2 of each level's bin width in 16-bit steps (1 / 32768 of full scale) (levels,) float64: what a
+        model over these levels is charged, as if uniform inside its bin, to compare its NLL with a model over
+        16-bit levels. A bin spans half a grid step either side of its level, expanded for mu-law."""
+        g = self.grid(np.arange(self.levels))
+        half = self._step / 2
+        return np.log2((self._expand(g + half) - self._expand(g - half)) * 32768.0)
+
     def to_dict(self) -> dict:
         return {"kind": self.kind, "levels": self.levels}

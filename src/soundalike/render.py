@@ -51,6 +51,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--count", type=int, default=1, help="tracks, generated together in one batch (default 1)")
     p.add_argument("--temperature", default="1.0",
                    help="sampling temperature: one value, or one per track separated by commas (default 1.0)")
+    p.add_argument("--min-p", type=float, default=0.0,
+                   help="cut the improbable tail: draw only levels at least this fraction as likely as the most "
+                        "likely one (min-p sampling; 0 = off, the default; see docs/SAMPLING.md)")
     p.add_argument("--seed", type=int, help="random seed (default: a new one, printed and saved in render.json)")
     p.add_argument("--prime", metavar="FILE", help="audio file whose start sets the model's state first")
     p.add_argument("--prime-seconds", type=float, default=4.0, help="seconds of --prime to use (default 4)")
@@ -149,7 +152,7 @@ class Render:
         # On a GPU the noise is drawn there too: from the CPU it would cap large batches.
         self.sampler = Sampler(model, params["count"], params["temperatures"], params["seed"], device=device,
                                threads=threads, device_noise=device.type == "cuda",
-                               weights=params.get("weights", "full"))
+                               weights=params.get("weights", "full"), min_p=params.get("min_p", 0.0))
         self.block = max(1, round(params["block_seconds"] * self.rate))
         self.target = round(params["seconds"] * self.rate)
         n = params["count"]
@@ -176,6 +179,8 @@ class Render:
             if not Path(args.prime).is_file():
                 raise UserError(f"--prime {args.prime}: no such file")
         temps = parse_temperatures(args.temperature, args.count)
+        if not 0 <= args.min_p < 1:
+            raise UserError(f"--min-p must be at least 0 and below 1, got {args.min_p}")
         device = pick_device(args.device)
         ckpt = (Path(args.ckpt) if args.ckpt else newest_best(args.runs)).resolve()
         seed = args.seed if args.seed is not None else secrets.randbelow(2**31)
@@ -187,7 +192,7 @@ class Render:
             raise UserError(f"--out {out}: already holds {', '.join(taken[:3])}{', ...' if len(taken) > 3 else ''}; "
                             "choose another folder, or pass --overwrite to replace them")
         params = {"checkpoint": str(ckpt), "seconds": seconds, "count": args.count, "temperatures": temps,
-                  "seed": seed, "format": args.format, "block_seconds": args.block_seconds, "weights": args.weights,
+                  "min_p": args.min_p, "seed": seed, "format": args.format, "block_seconds": args.block_seconds, "weights": args.weights,
                   "prime": None if args.prime is None else {"file": str(Path(args.prime).resolve()),
                                                             "seconds": args.prime_seconds,
                                                             "keep": args.keep_prime}}
@@ -260,8 +265,8 @@ class Render:
         write_json(self.out / "render.json", {
             "checkpoint": self.params["checkpoint"],
             "seconds": self.params["seconds"],
-            "tracks": [{"file": f"track-{i:02d}.{ext}", "temperature": t, "seed": self.params["seed"],
-                        "stream": i} for i, t in enumerate(self.params["temperatures"])],
+            "tracks": [{"file": f"track-{i:02d}.{ext}", "temperature": t, "min_p": self.params.get("min_p", 0.0),
+                        "seed": self.params["seed"], "stream": i} for i, t in enumerate(self.params["temperatures"])],
             "sample_rate": self.rate,
             "quantization": {"kind": self.quantizer.kind, "levels": self.quantizer.levels},
             "count": self.params["count"],

@@ -22,7 +22,6 @@ from pathlib import Path
 
 import torch
 import torch.distributed as dist
-import torch.nn.functional as F
 from tqdm import tqdm
 
 from . import callbacks, models
@@ -266,9 +265,8 @@ class Trainer:
         x = batch.x.to(self.device, non_blocking=True)
         reset = batch.reset.to(self.device, non_blocking=True)
         with self.autocast():
-            logits, state = self.net(x, self.tbptt_state, reset)
-        loss = F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]),
-                               x[:, self.model.lookback:].reshape(-1))
+            nll, state = self.net(x, self.tbptt_state, reset, nll=True)
+        loss = nll.float().mean()
         if not torch.isfinite(loss):
             raise TrainingDiverged(
                 f"loss became {loss.item()} at step {self.step + 1}; the last good checkpoint "
@@ -282,13 +280,13 @@ class Trainer:
         self.step += 1
         return loss.item() / LOG2
 
-    def validate(self) -> float:
+    def validate(self) -> dict:
         # The unwrapped model: ranks may hold different numbers of validation batches, and DDP's forward
         # would make every rank take part in a collective per batch. No autocast: the reported metric is
         # computed in full precision, the same as `soundalike evaluate`.
         v = evaluate_nll(self.model, self.valid_set, self.cfg.train.val_batch_size, self.cfg.train.seq_len,
                          self.device, self.dist.rank, self.dist.world)
-        return v["bits"]
+        return v
 
     def check_ranks_in_sync(self) -> None:
         """Under DDP, compare a fingerprint of every parameter across ranks; diverged replicas are a bug."""
@@ -408,7 +406,8 @@ class Trainer:
         self._interruptible = self.dist.world == 1
         self.validation_pending = True
         try:
-            val = self.validate()
+            result = self.validate()
+            val = result["bits"]
             improved = val < self.best_val
             self.best_val = min(self.best_val, val)
             self.validation_pending = False
@@ -416,8 +415,9 @@ class Trainer:
             if self.step % t.ckpt_every == 0:
                 names.append(numbered(self.step))
             self.save(names)
-            self.metrics(val_bits=val, best_val_bits=self.best_val)
-            self.log(f"step {self.step}: validation NLL {val:.4f} bits/sample (best {self.best_val:.4f})")
+            self.metrics(val_bits=val, val_bits16=result["bits16"], best_val_bits=self.best_val)
+            self.log(f"step {self.step}: validation NLL {val:.4f} bits/sample, {result['bits16']:.4f} at 16-bit "
+                     f"resolution (best {self.best_val:.4f})")
             self._after_validation()
         finally:
             self._interruptible = False

@@ -14,13 +14,14 @@ from soundalike.checkpoint import build_model, load_checkpoint, model_payload, s
 from soundalike.config import load_config
 from soundalike.errors import UserError
 from soundalike.models import FAMILIES, Family
+from soundalike.models.heads import Head, HeadConfig, controls
 from soundalike.quantize import Quantizer
 from soundalike.sampling import engine, generate, reference, reference_generate
 from soundalike.sampling.reference import NoiseStream
 
 
 @dataclass
-class BigramConfig:
+class BigramConfig(HeadConfig):
     family: ClassVar[str] = "bigram"
     emb_dim: int = 8
 
@@ -30,18 +31,25 @@ class BigramConfig:
 
 
 class Bigram(nn.Module):
-    """The next sample's logits from the previous sample alone."""
+    """The next sample's distribution from the previous sample alone."""
 
-    def __init__(self, emb_dim: int = 8, q_levels: int = 256):
+    def __init__(self, emb_dim: int = 8, q_levels: int = 256, output: str = "softmax", mixtures: int = 10):
         super().__init__()
-        self.kwargs = {"emb_dim": emb_dim, "q_levels": q_levels}
+        self.kwargs = {"emb_dim": emb_dim, "q_levels": q_levels, "output": output, "mixtures": mixtures}
         self.q_levels, self.lookback = q_levels, 1
         self.embedding = nn.Embedding(q_levels, emb_dim)
-        self.out = nn.Linear(emb_dim, q_levels)
+        self.head = Head(output, emb_dim, q_levels, mixtures)
+        self.out = nn.Linear(emb_dim, self.head.n_params)
 
-    def forward(self, x: torch.Tensor, state=None, reset=None) -> tuple[torch.Tensor, None]:
-        """x (B, 1 + T) levels -> logits (B, T, q_levels) for x[:, 1:]."""
-        return self.out(self.embedding(x[:, :-1])), None
+    def step(self, level: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Levels (...) -> the head's parameters and features for the next sample."""
+        z = torch.relu(self.embedding(level))
+        return self.out(z), z
+
+    def forward(self, x: torch.Tensor, state=None, reset=None, nll: bool = False) -> tuple[torch.Tensor, None]:
+        """x (B, 1 + T) levels -> the head's parameters (B, T, n_params) for x[:, 1:], or their NLL (B, T)."""
+        params, z = self.step(x[:, :-1])
+        return (self.head.nll(params, z, x[:, 1:]) if nll else params), None
 
 
 class BigramStepper:
@@ -52,6 +60,7 @@ class BigramStepper:
         self.device, self.dtype = engine.stepper_placement(model, device, dtype, backend, ("auto",), weights)
         self.model = model if weights == "full" else engine.with_compact_weights(model, weights)
         self.q_levels = model.q_levels
+        self.head = engine.stepper_head(self.model.head, self.device, self.dtype, "full")
 
     def reset(self, batch: int) -> None:
         pass
@@ -59,11 +68,11 @@ class BigramStepper:
     def prime(self, levels: torch.Tensor) -> None:
         pass
 
-    def advance(self, seq, pos, noise, temperature, logits=None) -> None:
-        lg = self.model(seq[:, pos - 1:pos + 1])[0][:, 0]
-        seq[:, pos] = torch.argmax(lg.float() / temperature[:, None] + noise[:, 0], dim=-1)
+    def advance(self, seq, pos, noise, c, logits=None) -> None:
+        params, z = self.model.step(seq[:, pos - 1])
+        seq[:, pos] = self.head.draw(params, z, noise[:, 0], c)
         if logits is not None:
-            logits[:, 0] = lg
+            logits[:, 0] = params
 
     def state(self) -> dict:
         return {}
@@ -72,13 +81,13 @@ class BigramStepper:
         pass
 
 
-def bigram_reference(model, n_samples, batch=1, temperature=1.0, seed=0, prime=None) -> torch.Tensor:
+def bigram_reference(model, n_samples, batch=1, temperature=1.0, seed=0, prime=None, min_p=0.0) -> torch.Tensor:
     seq = torch.full((batch, 1 + n_samples), model.q_levels // 2, dtype=torch.long)
-    temp = torch.as_tensor(temperature, dtype=torch.float32).reshape(-1, 1).expand(batch, 1)
-    noise = NoiseStream(batch, model.q_levels, seed)
+    c = controls(*(torch.as_tensor(v, dtype=torch.float32).reshape(-1).expand(batch) for v in (temperature, min_p)))
+    noise = NoiseStream(batch, model.head.noise_width, seed, uniform=model.head.uniform)
     for pos in range(1, seq.shape[1]):
-        lg = model(seq[:, pos - 1:pos + 1])[0][:, 0]
-        seq[:, pos] = torch.argmax(lg.float() / temp + noise.next(), dim=-1)
+        params, z = model.step(seq[:, pos - 1])
+        seq[:, pos] = model.head.draw(params, z, noise.next(), c)
     return seq[:, 1:]
 
 
@@ -93,8 +102,9 @@ def bigram(monkeypatch):
 
 def test_config_section_is_read_and_checked_by_the_family(bigram):
     cfg = load_config(None, ["model.family=bigram", "model.emb_dim=4", "data.q_levels=16"])
-    assert isinstance(cfg.model, BigramConfig) and cfg.to_dict()["model"] == {"family": "bigram", "emb_dim": 4}
-    with pytest.raises(UserError, match=r"^model.frame_sizes: unknown key for family bigram \(known: family, emb_dim\)$"):
+    assert isinstance(cfg.model, BigramConfig) and cfg.to_dict()["model"] == {"family": "bigram", "output": "softmax",
+                                                                    "mixtures": 10, "emb_dim": 4}
+    with pytest.raises(UserError, match=r"^model.frame_sizes: unknown key for family bigram \(known: family, output, mixtures, emb_dim\)$"):
         load_config(None, ["model.family=bigram", "model.frame_sizes=[2]"])
     with pytest.raises(UserError, match="^model.emb_dim: must be positive$"):
         load_config(None, ["model.family=bigram", "model.emb_dim=0"])
@@ -117,7 +127,7 @@ def test_engine_compact_weights_and_checkpoint_serve_the_family(bigram, tmp_path
 
     path = tmp_path / "bigram.pt"
     save_checkpoint(path, model_payload(model.float(), Quantizer("mulaw", 16), 8000, cfg.to_dict()))
-    assert torch.load(path, weights_only=True)["config"]["model"] == {"family": "bigram", "emb_dim": 4}
+    assert torch.load(path, weights_only=True)["config"]["model"]["emb_dim"] == 4
     rebuilt = build_model(load_checkpoint(path))
     assert isinstance(rebuilt, Bigram) and torch.equal(rebuilt.out.weight, model.out.weight)
 

@@ -2,7 +2,6 @@
 
 import pytest
 import torch
-import torch.nn.functional as F
 
 from soundalike import models
 from soundalike.config import load_config
@@ -18,14 +17,15 @@ def test_shipped_config_full_size_forward_backward_and_step(path):
     # two top frames of a SampleRNN; a short window after a WaveNet's receptive field
     B, T = 2, model.lookback * 2 if cfg.model.family == "samplernn" else 32
     x = torch.randint(0, cfg.data.q_levels, (B, model.lookback + T))
-    logits, state = model(x, None, torch.ones(B, dtype=torch.bool))
-    assert logits.shape == (B, T, cfg.data.q_levels)
+    params, state = model(x, None, torch.ones(B, dtype=torch.bool))
+    assert params.shape == (B, T, model.head.n_params)  # the logits, for a softmax head
+    nll, _ = model(x, None, torch.ones(B, dtype=torch.bool), nll=True)
+    assert nll.shape == (B, T) and (nll > 0).all()
     if cfg.model.family == "samplernn":
         assert len(state) == len(cfg.model.frame_sizes)  # one recurrent state per frame tier
     else:
         assert state is None  # a WaveNet carries nothing between windows
-    loss = F.cross_entropy(logits.reshape(-1, cfg.data.q_levels), x[:, model.lookback:].reshape(-1))
-    loss.backward()
+    nll.mean().backward()
     assert all(p.grad is not None for p in model.parameters() if p.requires_grad)
     before = [p.detach().clone() for p in model.parameters()]
     opt.step()

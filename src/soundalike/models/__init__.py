@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 
 import torch
 
+from . import heads
 from .family import Family, ModelConfig
 
 if TYPE_CHECKING:
@@ -17,7 +18,7 @@ FAMILY_NAMES = ("samplernn", "wavenet")  # the first is the default of a `model`
 FAMILIES: dict[str, Family] = {name: importlib.import_module(f".{name}", __name__).FAMILY for name in FAMILY_NAMES}
 assert all(f.name == name for name, f in FAMILIES.items()), "a family's folder must carry its config's name"
 
-__all__ = ["FAMILIES", "Family", "ModelConfig", "build", "count_parameters", "family_of", "from_config"]
+__all__ = ["FAMILIES", "Family", "ModelConfig", "build", "count_parameters", "family_of", "from_config", "heads"]
 
 
 def family_of(model: torch.nn.Module) -> Family:

@@ -12,9 +12,11 @@ import torch
 
 class ModelConfig(Protocol):
     """A family's `model` config section: a dataclass whose fields are its model's constructor arguments
-    (all but `q_levels`, which comes from the `data` section)."""
+    (all but `q_levels`, which comes from the `data` section), with `heads.HeadConfig`'s among them."""
 
     family: ClassVar[str]
+    output: str
+    mixtures: int
 
     def validate(self, seq_len: int) -> None:
         """Raise a `UserError` naming the key for values that types alone cannot rule out; `seq_len` is
@@ -30,7 +32,7 @@ class Family:
     # (model, device=, dtype=, backend=, weights=) -> its `sampling.engine.Stepper`; imports the stepper's
     # module only when called, so that building and training a model never loads the sampling code.
     stepper: Callable[..., Any]
-    # (model, n_samples, batch, temperature, seed, prime) -> (B, n_samples) levels: the plain generator,
+    # (model, n_samples, batch, temperature, seed, prime, min_p) -> (B, n_samples) levels: the plain generator,
     # one step per sample, that the stepper is tested against (`sampling.reference.generate`).
     reference: Callable[..., torch.Tensor]
     # Compact-weights rule (`render --weights bf16|int8`): names (suffixes) of the weight matrices that the

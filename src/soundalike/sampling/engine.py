@@ -9,6 +9,7 @@ likes; the family's record (`soundalike.models.Family`) says how to build it.
 from __future__ import annotations
 
 import contextlib
+import copy
 import os
 from typing import Protocol
 
@@ -16,6 +17,7 @@ import numpy as np
 import torch
 
 from ..models import family_of
+from ..models.heads import Controls, Head, controls
 from .reference import NoiseStream
 
 # A stepper's weight storage. full: the compute dtype. bf16: weight matrices rounded to bfloat16. int8: each
@@ -24,7 +26,7 @@ from .reference import NoiseStream
 # family's compact-weights rule (`Family.unrounded`, `Family.plain_kwargs`).
 WEIGHTS = ("full", "bf16", "int8")
 CHUNK = 4096  # samples generated between history shifts (and noise transfers to the device)
-NOISE_BYTES = 1 << 28  # cap on a span's noise (B * span * q_levels float32)
+NOISE_BYTES = 1 << 28  # cap on a span's noise (B * span * noise width float32)
 
 
 class Stepper(Protocol):
@@ -35,6 +37,7 @@ class Stepper(Protocol):
     """
 
     q_levels: int
+    head: Head  # the output head, in the stepper's dtype on its device (its draw is the torch backends')
     hop: int  # samples drawn per advance() call
     context: int  # history samples advance() reads, and prime() wants before the primed samples
     device: torch.device
@@ -48,11 +51,11 @@ class Stepper(Protocol):
     def prime(self, levels: torch.Tensor) -> None:
         """Teacher-force levels (B, context + k * hop) on `device`, from the initial state, to set the state."""
 
-    def advance(self, seq: torch.Tensor, pos: int, noise: torch.Tensor, temperature: torch.Tensor,
+    def advance(self, seq: torch.Tensor, pos: int, noise: torch.Tensor, controls: Controls,
                 logits: torch.Tensor | None = None) -> None:
-        """Write seq[:, pos:pos + hop]. noise (B, hop, q_levels) float32 Gumbel and temperature (B,) float32 on
-        `device`; sample t is argmax(float32(logits_t) / temperature + noise[:, t]); logits (B, hop, q_levels)
-        receives the logits used when given."""
+        """Write seq[:, pos:pos + hop]. noise (B, hop, head.noise_width) float32 and the controls (B,) on
+        `device`; sample t is head.draw(params_t, z_t, noise[:, t], controls); logits (B, hop, head.n_params)
+        receives the head's parameters used (the logits, for a softmax head) when given."""
 
     def state(self) -> dict[str, torch.Tensor]:
         """The recurrent state between two advance() calls, as CPU tensors."""
@@ -128,11 +131,21 @@ def make_stepper(model: torch.nn.Module, device=None, dtype: torch.dtype | None 
     return family_of(model).stepper(model, device=device, dtype=dtype, backend=backend, weights=weights)
 
 
-def temperatures(temperature, batch: int) -> torch.Tensor:
-    """One temperature or one per stream -> (batch,) float32."""
+def temperatures(temperature, batch: int, what: str = "temperatures") -> torch.Tensor:
+    """One temperature (or another per-stream control) or one per stream -> (batch,) float32."""
     temp = torch.as_tensor(temperature, dtype=torch.float32).reshape(-1)
-    assert len(temp) in (1, batch), f"expected 1 or {batch} temperatures, got {len(temp)}"
+    assert len(temp) in (1, batch), f"expected 1 or {batch} {what}, got {len(temp)}"
     return temp.expand(batch).clone()
+
+
+def stepper_head(head: Head, device, dtype: torch.dtype, weights: str) -> Head:
+    """A stepper's copy of a model's output head: in `dtype` on `device`, its weight matrix rounded as
+    `with_compact_weights` rounds it (the coarse embedding is a row lookup, kept exact)."""
+    head = copy.deepcopy(head).to(device=device, dtype=dtype).eval()
+    if head.kind == "coarse_fine" and weights != "full":
+        with torch.no_grad():
+            head.fine.weight.copy_(compact(head.fine.weight, weights))
+    return head
 
 
 def cpu_threads(n: int) -> int:
@@ -169,7 +182,8 @@ class Sampler:
 
     def __init__(self, model: torch.nn.Module, batch: int = 1, temperature: float | list | torch.Tensor = 1.0,
                  seed: int = 0, device=None, dtype: torch.dtype | None = None, backend: str = "auto",
-                 threads: int = 0, device_noise: bool = False, weights: str = "full"):
+                 threads: int = 0, device_noise: bool = False, weights: str = "full",
+                 min_p: float | list | torch.Tensor = 0.0):
         self.stepper = make_stepper(model, device, dtype, backend, weights)
         self.threads = cpu_threads(threads) if self.stepper.device.type == "cpu" else None
         s = self.stepper
@@ -178,12 +192,15 @@ class Sampler:
         self._gen_threads = 1 if self.threads and s.backend == "c" else self.threads
         self.batch, self.q_levels, self.device = batch, s.q_levels, s.device
         self.temperature = temperatures(temperature, batch).to(self.device)
+        self.min_p = temperatures(min_p, batch, "min-p floors").to(self.device)
+        self.controls = controls(self.temperature, self.min_p)
         # device_noise: draw the noise on the model's device (see reference.NoiseStream).
-        self.noise = NoiseStream(batch, s.q_levels, seed, device=self.device if device_noise else "cpu")
+        self.noise = NoiseStream(batch, s.head.noise_width, seed, device=self.device if device_noise else "cpu",
+                                 uniform=s.head.uniform)
         self.silence = s.q_levels // 2
         # History buffer: `context` samples before `self.filled`, room for a span more before a shift; a
         # span's noise is drawn at once (at most NOISE_BYTES of it, for large batches).
-        span = min(CHUNK, NOISE_BYTES // (4 * batch * s.q_levels))
+        span = min(CHUNK, NOISE_BYTES // (4 * batch * s.head.noise_width))
         self.span = s.hop * max(1, span // s.hop)
         self.seq = torch.full((batch, s.context + self.span), self.silence, dtype=torch.long, device=self.device)
         self.filled = s.context
@@ -243,9 +260,9 @@ class Sampler:
         out = torch.empty((self.batch, n), dtype=torch.long)
         lg_out = None
         if logits:
-            lg_out = torch.empty((self.batch, n, self.q_levels), dtype=s.dtype)
+            lg_out = torch.empty((self.batch, n, s.head.n_params), dtype=s.dtype)
             if self._logits is None:
-                self._logits = torch.empty((*self.seq.shape, self.q_levels), dtype=s.dtype, device=self.device)
+                self._logits = torch.empty((*self.seq.shape, s.head.n_params), dtype=s.dtype, device=self.device)
         done = 0
         while done < n:
             if self.read == self.filled:
@@ -253,7 +270,7 @@ class Sampler:
                     self.seq[:, :s.context] = self.seq[:, self.filled - s.context:self.filled].clone()
                     self.filled = self.read = s.context
                 lg = None if self._logits is None else self._logits[:, self.filled:self.filled + s.hop]
-                s.advance(self.seq, self.filled, self._next_noise(), self.temperature, lg)
+                s.advance(self.seq, self.filled, self._next_noise(), self.controls, lg)
                 self.filled += s.hop
             k = min(n - done, self.filled - self.read)
             out[:, done:done + k] = self.seq[:, self.read:self.read + k].cpu()
@@ -278,6 +295,7 @@ class Sampler:
             "noise_pos": self._noise_pos if loaded else -1,
             "noise_device": self.noise.device.type,
             "temperature": self.temperature.cpu().clone(),
+            "min_p": self.min_p.cpu().clone(),
             "generated": self.generated,
         }
 
@@ -291,6 +309,8 @@ class Sampler:
         self.filled = tail.shape[1]
         self.read = self.filled - state["pending"]
         self.temperature = state["temperature"].to(self.device)
+        self.min_p = state.get("min_p", torch.zeros_like(state["temperature"])).to(self.device)
+        self.controls = controls(self.temperature, self.min_p)
         self.generated = state["generated"]
         self.noise.load_state(state["noise"])
         self._noise = None

@@ -60,12 +60,23 @@ class Tier(ctypes.Structure):
                 ("cond", _ptr)]
 
 
+HEAD_KINDS = {"softmax": 0, "coarse_fine": 1, "logistic_mixture": 2}  # sl_head_kind
+
+
+class Head(ctypes.Structure):
+    """sl_head: the output head (models/heads.py): the model's projection of the features and its extras."""
+
+    _fields_ = [("kind", _i32), ("levels", _i32), ("dim", _i32), ("n_params", _i32), ("noise_width", _i32),
+                ("params", Linear), ("fine", Linear), ("coarse_embedding", _ptr), ("params_t", Matrix),
+                ("fine_t", Matrix)]
+
+
 class SampleRNN(ctypes.Structure):
-    """sl_samplernn: the tiers and the sample-level head."""
+    """sl_samplernn: the tiers and the sample-level MLP with its head."""
 
     _fields_ = [("dtype", _i32), ("weights", _i32), ("q_levels", _i32), ("dim", _i32), ("n_tiers", _i32),
-                ("sparse", _i32), ("tiers", ctypes.POINTER(Tier)), ("tables", _ptr), ("hidden", Linear),
-                ("output", Linear), ("hidden_t", Matrix), ("output_t", Matrix)]
+                ("sparse", _i32), ("digits", _i32), ("radix", _i32), ("tiers", ctypes.POINTER(Tier)),
+                ("tables", _ptr), ("hidden", Linear), ("hidden_t", Matrix), ("head", Head)]
 
 
 class WaveNetLayer(ctypes.Structure):
@@ -78,20 +89,21 @@ class WaveNet(ctypes.Structure):
     """sl_wavenet: the layers, the output head and the ring of queues."""
 
     _fields_ = [("dtype", _i32), ("n_layers", _i32), ("kernel_size", _i32), ("residual", _i32),
-                ("dilation_channels", _i32), ("q_levels", _i32), ("embedding", _ptr),
-                ("layers", ctypes.POINTER(WaveNetLayer)), ("skip", Linear), ("hidden", Linear),
-                ("output", Linear), ("ring", _ptr)]
+                ("dilation_channels", _i32), ("q_levels", _i32), ("digits", _i32), ("radix", _i32),
+                ("embedding", _ptr), ("layers", ctypes.POINTER(WaveNetLayer)), ("skip", Linear), ("hidden", Linear),
+                ("head", Head), ("ring", _ptr)]
 
 
 class Streams(ctypes.Structure):
     """sl_streams: the histories, noise, temperatures and optional logits of the streams a call draws for."""
 
     _fields_ = [("batch", _i32), ("seq", _ptr), ("seq_stride", _i64), ("pos", _i64), ("noise", _ptr),
-                ("noise_stride", _i64), ("temperature", _ptr), ("logits", _ptr), ("logits_stride", _i64)]
+                ("noise_stride", _i64), ("temperature", _ptr), ("log_floor", _ptr), ("tail", _ptr),
+                ("logits", _ptr), ("logits_stride", _i64)]
 
 
 STRUCTS = {"sl_matrix": Matrix, "sl_linear": Linear, "sl_rnn_layer": RnnLayer, "sl_tier": Tier,
-           "sl_samplernn": SampleRNN, "sl_wavenet_layer": WaveNetLayer, "sl_wavenet": WaveNet,
+           "sl_head": Head, "sl_samplernn": SampleRNN, "sl_wavenet_layer": WaveNetLayer, "sl_wavenet": WaveNet,
            "sl_streams": Streams}
 
 
@@ -126,16 +138,35 @@ def linear(w: torch.Tensor | None, b: torch.Tensor | None, rows: int, cols: int,
     return Linear(matrix(w, rows, cols, weights), None if b is None else b.data_ptr())
 
 
-def streams(seq: torch.Tensor, pos: int, noise: torch.Tensor, temperature: torch.Tensor,
-            logits: torch.Tensor | None) -> Streams:
-    """The struct of a call's streams: seq (B, L) int64, noise (B, n, Q) float32, temperature (B,) float32,
-    logits (B, n, Q) or None; each stream's rows (n, Q) contiguous."""
-    Q = noise.shape[2]
-    assert seq.is_contiguous() and noise.stride(2) == 1 and noise.stride(1) == Q
-    assert logits is None or (logits.stride(2) == 1 and logits.stride(1) == Q)
+def streams(seq: torch.Tensor, pos: int, noise: torch.Tensor, controls, logits: torch.Tensor | None) -> Streams:
+    """The struct of a call's streams: seq (B, L) int64, noise (B, n, W) float32, controls (`heads.Controls`, each
+    (B,) float32), logits (B, n, P) or None; each stream's rows (n, W) and (n, P) contiguous."""
+    W = noise.shape[2]
+    assert seq.is_contiguous() and noise.stride(2) == 1 and noise.stride(1) == W
+    assert logits is None or (logits.stride(2) == 1 and logits.stride(1) == logits.shape[2])
+    assert all(c.is_contiguous() and c.dtype == torch.float32 for c in controls)
     lo = (None, 0) if logits is None else (logits.data_ptr(), logits.stride(0))
     return Streams(seq.shape[0], seq.data_ptr(), seq.stride(0), pos, noise.data_ptr(), noise.stride(0),
-                   temperature.data_ptr(), *lo)
+                   controls.temperature.data_ptr(), controls.log_floor.data_ptr(), controls.tail.data_ptr(), *lo)
+
+
+def head(h, params: Linear, dtype: torch.dtype, weights: str = "full", params_t: torch.Tensor | None = None,
+         fine: tuple | None = None) -> tuple[Head, list]:
+    """The struct of a stepper's output head `h` (`heads.Head`) given its model's projection `params`; `fine`:
+    (stored weight, bias, stored transposed weight or None) of a coarse_fine head. Returns the struct and the
+    tensors it points into (keep them alive)."""
+    keep: list = []
+    fine_lin, fine_t, emb = Linear(Matrix(None, None, 0, 0), None), Matrix(None, None, 0, 0), None
+    if h.kind == "coarse_fine":
+        fw, fb, fwt = fine
+        emb = h.coarse_embedding.weight.detach().to(dtype).contiguous()
+        keep += [fw, fb, fwt, emb]
+        fine_lin = linear(fw, fb, 256, h.fine.in_features, weights)
+        fine_t = matrix(fwt, h.fine.in_features, 256, weights)
+    dim = params.weight.cols
+    pt = matrix(params_t, dim, h.n_params, weights)
+    return Head(HEAD_KINDS[h.kind], h.levels, dim, h.n_params, h.noise_width, params, fine_lin,
+                None if emb is None else emb.data_ptr(), pt, fine_t), keep
 
 
 class Kernel:
@@ -217,11 +248,12 @@ def load() -> Kernel | None:
 
 def mlp_frame_numpy(tables: np.ndarray, cond: np.ndarray, w1: np.ndarray, b1: np.ndarray, w2: np.ndarray,
                     b2: np.ndarray, seq: np.ndarray, pos: int, noise: np.ndarray, temp: np.ndarray,
-                    logits_out: np.ndarray | None) -> None:
-    """The same loop as the C++ kernel, one sample at a time in numpy (the fallback).
+                    log_floor: np.ndarray, logits_out: np.ndarray | None) -> None:
+    """The same loop as the C++ kernel for a softmax head over at most heads.BYTE_INPUT_LEVELS levels, one
+    sample at a time in numpy (the fallback).
 
     tables (C, Q, D), cond (B, n, D), w1 (D, D), w2 (Q, D), seq (B, L) int64 written at [pos, pos + n),
-    noise (B, n, Q) float32 Gumbel, temp (B,) float32, logits_out (B, n, Q) or None.
+    noise (B, n, Q) float32 Gumbel, temp and log_floor (B,) float32, logits_out (B, n, Q) or None.
     """
     C, Q, D = tables.shape
     n = cond.shape[1]
@@ -237,7 +269,8 @@ def mlp_frame_numpy(tables: np.ndarray, cond: np.ndarray, w1: np.ndarray, b1: np
         np.maximum(h2, 0, out=h2)
         logits = h2 @ w2.T
         logits += b2
-        v = logits.astype(np.float32) / temp[:, None] + noise[:, j]
-        seq[rows, pos + j] = v.argmax(axis=1)
+        v = logits.astype(np.float32) / temp[:, None]
+        keep = v >= v.max(axis=1, keepdims=True) + log_floor[:, None]
+        seq[rows, pos + j] = np.where(keep, v + noise[:, j], -np.inf).argmax(axis=1)
         if logits_out is not None:
             logits_out[:, j] = logits

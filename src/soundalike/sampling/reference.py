@@ -1,10 +1,13 @@
 """The plain reference generators: one Python step per sample through a family's step-wise interface (each
 family registers its own, `Family.reference`). Slow but obviously right; the fast engine is tested against them. Randomness contract (shared by every
 engine so that they produce the same samples for a seed): a `torch.Generator` seeded with `seed` on the CPU
-draws, for each block of `noise_block` samples, uniform noise of shape (B, noise_block, q_levels); the sample
-is argmax(float32(logits) / temperature + gumbel(noise)) (the Gumbel-max trick), first index on ties.
+draws, for each block of `noise_block` samples, uniform noise of shape (B, noise_block, width), the width and
+the rule that turns it into a sample being the model's output head's (`models.heads`): for a softmax head the
+width is q_levels and the sample is argmax(float32(logits) / temperature + gumbel(noise)) (the Gumbel-max
+trick), first index on ties. The noise is handed out as Gumbel noise, except for the head's last `uniform`
+columns, which stay uniform (at least 2**-24).
 
-On a GPU, drawing that noise on the CPU caps the throughput of large batches (256 uniforms per sample);
+On a GPU, drawing that noise on the CPU caps the throughput of large batches (256 uniforms per sample for a softmax over 256 levels);
 `NoiseStream(..., device="cuda")` draws it with a generator on the device instead: the same rule and
 blocks, a different (equally valid, reproducible) stream of numbers for a seed.
 """
@@ -25,32 +28,35 @@ def gumbel(u: torch.Tensor) -> torch.Tensor:
 class NoiseStream:
     """Pre-drawn Gumbel noise in blocks, consumed sample by sample, identical for every engine."""
 
-    def __init__(self, batch: int, q_levels: int, seed: int, block: int = NOISE_BLOCK,
-                 device: torch.device | str = "cpu"):
+    def __init__(self, batch: int, width: int, seed: int, block: int = NOISE_BLOCK,
+                 device: torch.device | str = "cpu", uniform: int = 0):
         self.device = torch.device(device)
         self.gen = torch.Generator(self.device).manual_seed(seed)
-        self.batch, self.q_levels, self.block = batch, q_levels, block
+        self.batch, self.width, self.block, self.uniform = batch, width, block, uniform
         self.buf: torch.Tensor | None = None
         self.pos = block
 
     def block_noise(self) -> torch.Tensor:
-        """The next whole block (B, block, q_levels)."""
-        shape = (self.batch, self.block, self.q_levels)
-        return gumbel(torch.rand(shape, generator=self.gen, device=self.device))
+        """The next whole block (B, block, width)."""
+        u = torch.rand((self.batch, self.block, self.width), generator=self.gen, device=self.device)
+        if not self.uniform:
+            return gumbel(u)
+        k = self.width - self.uniform
+        return torch.cat([gumbel(u[..., :k]), u[..., k:].clamp_min(2.0 ** -24)], dim=-1)
 
     def _refill(self) -> None:
         self.buf_gen_state = self.gen.get_state()  # resuming redraws the current block from here
         self.buf, self.pos = self.block_noise(), 0
 
     def next(self) -> torch.Tensor:
-        """Noise for one sample (B, q_levels)."""
+        """Noise for one sample (B, width)."""
         if self.pos == self.block:
             self._refill()
         self.pos += 1
         return self.buf[:, self.pos - 1]
 
     def take(self, n: int) -> torch.Tensor:
-        """Noise for the next `n` samples (B, n, q_levels): the same as `n` calls of `next`."""
+        """Noise for the next `n` samples (B, n, width): the same as `n` calls of `next`."""
         parts = []
         while n:
             if self.pos == self.block:
@@ -74,9 +80,9 @@ class NoiseStream:
 
 
 def generate(model: torch.nn.Module, n_samples: int, batch: int = 1, temperature: float | torch.Tensor = 1.0,
-             seed: int = 0, prime: torch.Tensor | None = None) -> torch.Tensor:
+             seed: int = 0, prime: torch.Tensor | None = None, min_p: float | torch.Tensor = 0.0) -> torch.Tensor:
     """Generate (B, n_samples) levels from silence (after `prime` (T,) or (B, T) levels, teacher-forced) with
-    the plain generator of `model`'s family."""
+    the plain generator of `model`'s family; `min_p` the floor of `models.heads` (0: none)."""
     from ..models import family_of
 
-    return family_of(model).reference(model, n_samples, batch, temperature, seed, prime)
+    return family_of(model).reference(model, n_samples, batch, temperature, seed, prime, min_p)

@@ -1,4 +1,5 @@
-"""The `model` section of a SampleRNN (`family: samplernn`): its fields are `SampleRNN`'s constructor arguments."""
+"""The `model` section of a SampleRNN (`family: samplernn`): its fields are `SampleRNN`'s constructor arguments
+(`output` and `mixtures`, the output head's, come from `heads.HeadConfig`)."""
 
 from __future__ import annotations
 
@@ -6,10 +7,11 @@ from dataclasses import dataclass, field
 from typing import ClassVar
 
 from ...errors import UserError
+from ..heads import HeadConfig
 
 
 @dataclass
-class SampleRNNConfig:
+class SampleRNNConfig(HeadConfig):
     family: ClassVar[str] = "samplernn"
     # Frame-tier upsampling ratios, bottom tier first. The bottom tier's frame is frame_sizes[0] samples (also
     # the sample-level MLP's context); each tier above is frame_sizes[k] times longer. [16, 4] is a 3-tier

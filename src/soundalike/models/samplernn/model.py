@@ -20,6 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils.parametrizations import weight_norm as _weight_norm
 
+from ..heads import Head, input_digits, split_digits
 from .config import top_frame_size
 
 State = list  # one entry per tier, bottom first: a tensor (n_rnn, B, dim) for GRU, a pair of them for LSTM
@@ -107,40 +108,47 @@ class FrameTier(nn.Module):
 
 
 class SampleMLP(nn.Module):
-    """Sample-level MLP: previous `context` levels + conditioning -> logits over `q_levels`."""
+    """Sample-level MLP: previous `context` levels + conditioning -> features (dim) -> the head's parameters."""
 
-    def __init__(self, context: int, dim: int, emb_size: int, q_levels: int, weight_norm: bool):
+    def __init__(self, context: int, dim: int, emb_size: int, q_levels: int, weight_norm: bool, output: str,
+                 mixtures: int):
         super().__init__()
         self.context, self.q_levels, self.dim = context, q_levels, dim
-        self.embedding = nn.Embedding(q_levels, emb_size)
+        self.digits, self.radix = input_digits(q_levels)
+        self.embedding = nn.Embedding(self.digits * self.radix, emb_size)  # a level: the sum of its digits' rows
         # A convolution over the context's embeddings = one linear map of their concatenation.
         self.input = _wn(nn.Conv1d(emb_size, dim, context, bias=False), weight_norm)
         self.hidden = _wn(nn.Linear(dim, dim), weight_norm)
-        self.output = _wn(nn.Linear(dim, q_levels), weight_norm)
+        self.head = Head(output, dim, q_levels, mixtures)
+        self.output = _wn(nn.Linear(dim, self.head.n_params), weight_norm)
+
+    def rows(self, levels: torch.Tensor) -> torch.Tensor:
+        """Levels (...) -> the embedding rows of their digits (..., digits)."""
+        return split_digits(levels, self.q_levels) + torch.arange(self.digits, device=levels.device) * self.radix
 
     def input_tables(self) -> torch.Tensor:
-        """Per-position lookup tables (context, q_levels, dim): table[p, q] = W[:, :, p] @ E[q]."""
+        """Per-position lookup tables (context, digits * radix, dim): table[p, r] = W[:, :, p] @ E[r]."""
         return torch.einsum("qe,dep->pqd", self.embedding.weight, self.input.weight)
 
     def input_layer(self, prev: torch.Tensor, folded: bool = True) -> torch.Tensor:
         """prev (B, T + context - 1) levels -> first-layer activations (B, T, dim), before conditioning."""
         if not folded:
-            emb = self.embedding(prev).transpose(1, 2)  # (B, emb, T + context - 1)
+            emb = self.embedding(self.rows(prev)).sum(dim=2).transpose(1, 2)  # (B, emb, T + context - 1)
             return self.input(emb).transpose(1, 2)
         B = prev.shape[0]
-        windows = prev.unfold(1, self.context, 1)  # (B, T, context)
-        offsets = torch.arange(self.context, device=prev.device) * self.q_levels
-        idx = (windows + offsets).reshape(-1, self.context)
-        tables = self.input_tables().reshape(self.context * self.q_levels, self.dim)
+        windows = self.rows(prev.unfold(1, self.context, 1))  # (B, T, context, digits)
+        offsets = torch.arange(self.context, device=prev.device)[:, None] * (self.digits * self.radix)
+        idx = (windows + offsets).reshape(-1, self.context * self.digits)
+        tables = self.input_tables().reshape(-1, self.dim)
         return F.embedding_bag(idx, tables, mode="sum").view(B, -1, self.dim)
 
-    def head(self, h: torch.Tensor) -> torch.Tensor:
-        """First-layer activations with conditioning (..., dim) -> logits (..., q_levels)."""
-        return self.output(F.relu(self.hidden(F.relu(h))))
+    def features(self, h: torch.Tensor) -> torch.Tensor:
+        """First-layer activations with conditioning (..., dim) -> the head's features (..., dim)."""
+        return F.relu(self.hidden(F.relu(h)))
 
     def forward(self, prev: torch.Tensor, cond: torch.Tensor, folded: bool = True) -> torch.Tensor:
-        """prev (B, T + context - 1) levels, cond (B, T, dim) -> logits (B, T, q_levels)."""
-        return self.head(self.input_layer(prev, folded) + cond)
+        """prev (B, T + context - 1) levels, cond (B, T, dim) -> features (B, T, dim)."""
+        return self.features(self.input_layer(prev, folded) + cond)
 
 
 class SampleRNN(nn.Module):
@@ -148,18 +156,19 @@ class SampleRNN(nn.Module):
 
     def __init__(self, frame_sizes: list[int], dim: int = 1024, n_rnn: int = 1, rnn_type: str = "gru",
                  emb_size: int = 256, q_levels: int = 256, skip_connections: bool = False,
-                 weight_norm: bool = True, learn_h0: bool = True):
+                 weight_norm: bool = True, learn_h0: bool = True, output: str = "softmax", mixtures: int = 10):
         super().__init__()
         self.kwargs = {"frame_sizes": list(frame_sizes), "dim": dim, "n_rnn": n_rnn, "rnn_type": rnn_type,
                        "emb_size": emb_size, "q_levels": q_levels, "skip_connections": skip_connections,
-                       "weight_norm": weight_norm, "learn_h0": learn_h0}
+                       "weight_norm": weight_norm, "learn_h0": learn_h0, "output": output, "mixtures": mixtures}
         self.frame_sizes, self.q_levels, self.dim = list(frame_sizes), q_levels, dim
         self.tier_frames = [top_frame_size(frame_sizes[:k + 1]) for k in range(len(frame_sizes))]
         self.lookback = self.tier_frames[-1]
         self.tiers = nn.ModuleList(
             FrameTier(n, r, dim, n_rnn, rnn_type, skip_connections, weight_norm, learn_h0)
             for n, r in zip(self.tier_frames, frame_sizes))
-        self.mlp = SampleMLP(frame_sizes[0], dim, emb_size, q_levels, weight_norm)
+        self.mlp = SampleMLP(frame_sizes[0], dim, emb_size, q_levels, weight_norm, output, mixtures)
+        self.head = self.mlp.head
 
     def to_grid(self, levels: torch.Tensor) -> torch.Tensor:
         """Levels -> floats in [-1, 1), linear in the level (the frame tiers' input)."""
@@ -170,8 +179,9 @@ class SampleRNN(nn.Module):
         return [tier.initial_state(batch) for tier in self.tiers]
 
     def forward(self, x: torch.Tensor, state: State | None = None, reset: torch.Tensor | None = None,
-                folded: bool = True) -> tuple[torch.Tensor, State]:
-        """x (B, lookback + T) levels, reset (B,) bool -> logits (B, T, q_levels) for x[:, lookback:], state."""
+                folded: bool = True, nll: bool = False) -> tuple[torch.Tensor, State]:
+        """x (B, lookback + T) levels, reset (B,) bool -> the head's parameters (B, T, n_params) for the targets
+        x[:, lookback:] (the logits, for a softmax head), or with `nll` their NLL in nats (B, T); and the state."""
         B, total = x.shape
         T = total - self.lookback
         assert T > 0 and T % self.lookback == 0, f"window length {total} - {self.lookback} must be a multiple"
@@ -185,8 +195,11 @@ class SampleRNN(nn.Module):
             frames = grid[:, start:start + T].reshape(B, T // n, n)  # frame j precedes target block j
             cond, new_state[k] = self.tiers[k](frames, cond, state[k], reset)
         fs = self.frame_sizes[0]
-        logits = self.mlp(x[:, self.lookback - fs:total - 1], cond, folded)
-        return logits, new_state
+        z = self.mlp(x[:, self.lookback - fs:total - 1], cond, folded)
+        params = self.mlp.output(z)
+        if nll:
+            return self.head.nll(params, z, x[:, self.lookback:]), new_state
+        return params, new_state
 
     # --- step-wise interface, used by generation -------------------------------------------------------
 
@@ -196,8 +209,10 @@ class SampleRNN(nn.Module):
         out, state = self.tiers[k](self.to_grid(frame)[:, None, :], c, state)
         return out, state
 
-    def sample_logits(self, prev: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
-        """prev (B, frame_sizes[0]) levels, cond (B, dim) -> logits (B, q_levels) for the next sample."""
+    def sample_outputs(self, prev: torch.Tensor, cond: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """prev (B, frame_sizes[0]) levels, cond (B, dim) -> the head's parameters (B, n_params) and features
+        (B, dim) for the next sample."""
         # For one position the plain embedding + convolution is cheaper than building the folded tables.
-        return self.mlp(prev, cond[:, None, :], folded=False)[:, 0]
+        z = self.mlp(prev, cond[:, None, :], folded=False)[:, 0]
+        return self.mlp.output(z), z
 

@@ -1,17 +1,18 @@
 """The plain SampleRNN generator: one Python step per sample through the model's step-wise interface
-(`tier_step`, `sample_logits`). Slow but obviously right; the stepper is tested against it."""
+(`tier_step`, `sample_outputs`). Slow but obviously right; the stepper is tested against it."""
 
 from __future__ import annotations
 
 import torch
 
 from ...sampling.reference import NoiseStream
+from ..heads import controls
 from .model import SampleRNN
 
 
 @torch.no_grad()
 def generate(model: SampleRNN, n_samples: int, batch: int = 1, temperature: float | torch.Tensor = 1.0,
-             seed: int = 0, prime: torch.Tensor | None = None) -> torch.Tensor:
+             seed: int = 0, prime: torch.Tensor | None = None, min_p: float | torch.Tensor = 0.0) -> torch.Tensor:
     """Generate (B, n_samples) levels from silence, following the randomness contract of `sampling.reference`.
 
     `prime` (T,) or (B, T) levels are fed first, teacher-forced (no noise drawn for them), after silence
@@ -19,7 +20,8 @@ def generate(model: SampleRNN, n_samples: int, batch: int = 1, temperature: floa
     """
     model.eval()
     device = next(model.parameters()).device
-    temp = torch.as_tensor(temperature, dtype=torch.float32).reshape(-1, 1).expand(batch, 1).to(device)
+    c = controls(*(torch.as_tensor(v, dtype=torch.float32).reshape(-1).expand(batch).to(device)
+                   for v in (temperature, min_p)))
     silence = model.q_levels // 2
     lookback, fs = model.lookback, model.frame_sizes[0]
     forced = 0
@@ -32,7 +34,7 @@ def generate(model: SampleRNN, n_samples: int, batch: int = 1, temperature: floa
         seq[:, lookback + forced - prime.shape[1]:lookback + forced] = prime
     states = model.initial_state(batch)
     conds: list = [None] * len(model.tiers)
-    noise = NoiseStream(batch, model.q_levels, seed)
+    noise = NoiseStream(batch, model.head.noise_width, seed, uniform=model.head.uniform)
     for t in range(forced + n_samples):
         pos = lookback + t
         for k in reversed(range(len(model.tiers))):
@@ -45,6 +47,6 @@ def generate(model: SampleRNN, n_samples: int, batch: int = 1, temperature: floa
             conds[k], states[k] = model.tier_step(k, seq[:, pos - n:pos], upper, states[k])
         if t < forced:
             continue
-        logits = model.sample_logits(seq[:, pos - fs:pos], conds[0][:, t % fs])
-        seq[:, pos] = torch.argmax(logits.float() / temp + noise.next().to(device), dim=-1)
+        params, z = model.sample_outputs(seq[:, pos - fs:pos], conds[0][:, t % fs])
+        seq[:, pos] = model.head.draw(params, z, noise.next().to(device), c)
     return seq[:, lookback + forced:]

@@ -17,7 +17,15 @@ import torch
 import torch.nn.functional as F
 
 from ...sampling import kernel as _kernel
-from ...sampling.engine import compact, quantize_int8, stepper_placement, weight, with_compact_weights
+from ...sampling.engine import (
+    compact,
+    quantize_int8,
+    stepper_head,
+    stepper_placement,
+    weight,
+    with_compact_weights,
+)
+from ..heads import BYTE_INPUT_LEVELS, Controls, split_digits
 
 # c: compiled CPU loop; numpy: its fallback; torch: torch ops on any device; graph: those ops captured in a
 # CUDA graph per top frame. auto: c on the CPU, torch elsewhere.
@@ -64,19 +72,28 @@ class SampleRNNStepper:
             self.tables = weight(mlp.input_tables(), self.device, self.dtype)  # (context, Q, dim)
             self.w1, self.b1 = weight(mlp.hidden.weight, self.device, self.dtype), weight(mlp.hidden.bias, self.device, self.dtype)
             self.w2, self.b2 = weight(mlp.output.weight, self.device, self.dtype), weight(mlp.output.bias, self.device, self.dtype)
-        self.offsets = torch.arange(self.frame_sizes[0], device=self.device) * self.q_levels
+            self.head = stepper_head(mlp.head, self.device, self.dtype, weights)
+        self.n_params = self.head.n_params
+        self.digits, self.radix = mlp.digits, mlp.radix
+        # The table rows of position p's digits start at p * digits * radix (+ k * radix for digit k).
+        self.offsets = (torch.arange(self.frame_sizes[0], device=self.device)[:, None] * self.digits
+                        + torch.arange(self.digits, device=self.device)) * self.radix  # (fs, digits)
         self.backend = self._pick_backend(backend)
         self.threads = 1  # of the compiled loop (the Sampler sets it)
+        self.fine_w = self.fine_wt = None  # a coarse_fine head's fine matrix as the compiled loop stores it
         if weights != "full":
-            self._compact_matrices()
-        elif self.backend == "c":  # the head's transposed weights, for the sparse product
+            self._compact_matrices(mlp.head)
+        elif self.backend == "c":  # the transposed weights, for the sparse products
             self.w1t, self.w2t = self.w1.t().contiguous(), self.w2.t().contiguous()
+            if self.head.kind == "coarse_fine":
+                self.fine_w = self.head.fine.weight.detach().contiguous()
+                self.fine_wt = self.fine_w.t().contiguous()
         # Levels -> grid in the model's own precision (bf16 would round large level numbers).
         self._grid_dtype = self.dtype if self.dtype in (torch.float32, torch.float64) else torch.float32
         self.states: list = []
         self.batch = 0
 
-    def _compact_matrices(self) -> None:
+    def _compact_matrices(self, head) -> None:
         """Every weight matrix (those `engine.with_compact_weights` rounds) as the compiled loop stores it:
         bfloat16 (widened exactly on load), or int8 with its float32 scales (`kernel.pack_int8`). Other backends
         get the rounded values in their own dtype."""
@@ -97,18 +114,25 @@ class SampleRNNStepper:
             t.layers = [(stored(w_ih), stored(w_hh), b_ih, b_hh) for w_ih, w_hh, b_ih, b_hh in t.layers]
             if t.skip:
                 t.w_skip = stored(t.w_skip)
-        if self.backend == "c":  # the head's transposed weights too, for the sparse product
+        if self.backend == "c":  # the transposed weights too, for the sparse products
             self.w1t, self.w2t = stored(self.w1, transposed=True), stored(self.w2, transposed=True)
+            if self.head.kind == "coarse_fine":
+                fine = weight(head.fine.weight, self.device, self.dtype)
+                self.fine_w, self.fine_wt = stored(fine), stored(fine, transposed=True)
         self.w1, self.w2 = stored(self.w1), stored(self.w2)
 
     def _pick_backend(self, backend: str) -> str:
         cpu_ok = self.device.type == "cpu" and self.dtype in (torch.float32, torch.float64)
+        numpy_ok = self.head.kind == "softmax" and self.digits == 1
         if backend == "graph" and self.device.type != "cuda":
             raise ValueError("backend 'graph' (CUDA graphs) needs a CUDA device")
+        if backend == "numpy" and not numpy_ok:
+            raise ValueError("backend 'numpy' draws from a softmax head over at most "
+                             f"{BYTE_INPUT_LEVELS} levels only")
         if backend == "auto":
             if not cpu_ok:
                 return "torch"
-            return "c" if _kernel.load() is not None else "numpy"
+            return "c" if _kernel.load() is not None else "numpy" if numpy_ok else "torch"
         if backend in ("c", "numpy") and not cpu_ok:
             raise ValueError(f"backend {backend!r} needs float32/float64 on the CPU")
         if backend == "c" and _kernel.load() is None:
@@ -159,11 +183,13 @@ class SampleRNNStepper:
                                       _kernel.linear(t.w_up, t.b_up, t.ratio * D, D, w), state.data_ptr(),
                                       cond.data_ptr()))
         self._c_tiers = (_kernel.Tier * len(tiers))(*tiers)
+        fine = None if self.fine_w is None else (self.fine_w, self.head.fine.bias.detach(), self.fine_wt)
+        head, self._head_keep = _kernel.head(self.head, _kernel.linear(self.w2, self.b2, self.n_params, D, w),
+                                             self.dtype, w, self.w2t, fine)
         self._cmodel = _kernel.SampleRNN(
             _kernel.DTYPES[self.dtype], _kernel.WEIGHTS[w], Q, D, len(tiers), int(B <= SPARSE_MAX_BATCH),
-            self._c_tiers, self.tables.data_ptr(), _kernel.linear(self.w1, self.b1, D, D, w),
-            _kernel.linear(self.w2, self.b2, Q, D, w), _kernel.matrix(self.w1t, D, D, w),
-            _kernel.matrix(self.w2t, D, Q, w))
+            self.digits, self.radix, self._c_tiers, self.tables.data_ptr(),
+            _kernel.linear(self.w1, self.b1, D, D, w), _kernel.matrix(self.w1t, D, D, w), head)
 
     def state(self) -> dict[str, torch.Tensor]:
         """The recurrent state (between top frames) as CPU tensors."""
@@ -220,16 +246,16 @@ class SampleRNNStepper:
         return F.linear(out, t.w_up, t.b_up).view(-1, t.ratio, self.dim)
 
     @torch.no_grad()
-    def advance(self, seq: torch.Tensor, pos: int, noise: torch.Tensor, temperature: torch.Tensor,
+    def advance(self, seq: torch.Tensor, pos: int, noise: torch.Tensor, controls: Controls,
                 logits: torch.Tensor | None = None) -> None:
-        """Write seq[:, pos:pos + hop] from seq[:, pos - context:pos]; noise (B, hop, Q), temperature (B,)."""
+        """Write seq[:, pos:pos + hop] from seq[:, pos - context:pos]; noise (B, hop, noise width), controls (B,)."""
         if self.backend == "c":
-            return self._advance_c(seq, pos, noise, temperature, logits)
+            return self._advance_c(seq, pos, noise, controls, logits)
         if self.backend == "graph" and logits is None:
-            return self._advance_graph(seq, pos, noise, temperature)
-        self._advance_torch(seq, pos, noise, temperature, logits)
+            return self._advance_graph(seq, pos, noise, controls)
+        self._advance_torch(seq, pos, noise, controls, logits)
 
-    def _advance_torch(self, seq, pos, noise, temperature, logits) -> None:
+    def _advance_torch(self, seq, pos, noise, controls, logits) -> None:
         fs, n_tiers = self.frame_sizes[0], len(self.tiers)
         conds: list = [None] * n_tiers
         for t in range(0, self.hop, fs):
@@ -242,9 +268,9 @@ class SampleRNNStepper:
                     upper = conds[k + 1][:, (t // n) % self.frame_sizes[k + 1]]
                 conds[k] = self._tier_step(k, seq, pos + t, upper)
             out = None if logits is None else logits[:, t:t + fs]
-            self._sample_frame(seq, pos + t, conds[0], noise[:, t:t + fs], temperature, out)
+            self._sample_frame(seq, pos + t, conds[0], noise[:, t:t + fs], controls, out)
 
-    def _advance_graph(self, seq, pos, noise, temperature) -> None:
+    def _advance_graph(self, seq, pos, noise, controls) -> None:
         """`advance` replaying one CUDA graph of a whole top frame (hundreds of kernels, one launch).
 
         The graph works on static buffers: the history window, the noise and the temperatures are copied
@@ -254,10 +280,11 @@ class SampleRNNStepper:
         if self._graph is None:
             self._win = torch.empty((self.batch, C + hop), dtype=torch.long, device=self.device)
             self._nz = torch.empty_like(noise)
-            self._temp = torch.empty_like(temperature)
+            self._controls = Controls(*(torch.empty_like(x) for x in controls))
         self._win[:, :C].copy_(seq[:, pos - C:pos])
         self._nz.copy_(noise)
-        self._temp.copy_(temperature)
+        for mine, given in zip(self._controls, controls):
+            mine.copy_(given)
         if self._graph is None:
             # Warm up eagerly on a side stream (library handles, allocator), as capture requires, on copies
             # of the state so the real state is untouched; then capture.
@@ -265,7 +292,7 @@ class SampleRNNStepper:
             side = torch.cuda.Stream(self.device)
             side.wait_stream(torch.cuda.current_stream(self.device))
             with torch.cuda.stream(side):
-                self._advance_torch(self._win, C, self._nz, self._temp, None)
+                self._advance_torch(self._win, C, self._nz, self._controls, None)
             torch.cuda.current_stream(self.device).wait_stream(side)
             for st, sv in zip(self.states, saved):
                 st.copy_(sv)
@@ -273,41 +300,39 @@ class SampleRNNStepper:
             graph = torch.cuda.CUDAGraph()
             try:
                 with torch.cuda.graph(graph):
-                    self._advance_torch(self._win, C, self._nz, self._temp, None)
+                    self._advance_torch(self._win, C, self._nz, self._controls, None)
             except RuntimeError as e:  # an op that cannot be captured: run eagerly from now on
                 warnings.warn(f"CUDA graph capture failed, sampling without graphs: {e}", stacklevel=2)
                 self.backend = "torch"
-                return self._advance_torch(seq, pos, noise, temperature, None)
+                return self._advance_torch(seq, pos, noise, controls, None)
             self._graph = graph
         self._graph.replay()
         seq[:, pos:pos + hop].copy_(self._win[:, C:])
 
-    def _advance_c(self, seq, pos, noise, temperature, logits) -> None:
+    def _advance_c(self, seq, pos, noise, controls, logits) -> None:
         """`advance` in one foreign call: every tier step and sample of the top frame in compiled code."""
         self._lib.set_threads(self.threads, -1)
-        self._lib.samplernn_top_frame(self._cmodel, _kernel.streams(seq, pos, noise, temperature, logits),
+        self._lib.samplernn_top_frame(self._cmodel, _kernel.streams(seq, pos, noise, controls, logits),
                                       self._work)
 
-    def _sample_frame(self, seq, pos, cond, noise, temperature, logits) -> None:
+    def _sample_frame(self, seq, pos, cond, noise, controls, logits) -> None:
         """Draw seq[:, pos:pos + fs] one sample at a time; cond (B, fs, dim)."""
         if self.backend == "numpy":
             p = self._np
             _kernel.mlp_frame_numpy(p["tables"], cond.numpy(), p["w1"], p["b1"], p["w2"], p["b2"], seq.numpy(),
-                                    pos, noise.numpy(), temperature.numpy(),
+                                    pos, noise.numpy(), controls.temperature.numpy(), controls.log_floor.numpy(),
                                     None if logits is None else logits.numpy())
         else:
-            self._sample_frame_torch(seq, pos, cond, noise, temperature, logits)
+            self._sample_frame_torch(seq, pos, cond, noise, controls, logits)
 
-    def _sample_frame_torch(self, seq, pos, cond, noise, temperature, logits) -> None:
+    def _sample_frame_torch(self, seq, pos, cond, noise, controls, logits) -> None:
         fs = self.frame_sizes[0]
         flat = self.tables.view(-1, self.dim)
-        temp = temperature[:, None]
         for j in range(fs):
-            idx = seq[:, pos + j - fs:pos + j] + self.offsets  # (B, fs)
-            h = F.relu(F.embedding_bag(idx, flat, mode="sum") + cond[:, j])
-            h = F.relu(torch.addmm(self.b1, h, self.w1.t()))
-            lg = torch.addmm(self.b2, h, self.w2.t())
-            seq[:, pos + j] = torch.argmax(lg.float() / temp + noise[:, j], dim=-1)
+            idx = (split_digits(seq[:, pos + j - fs:pos + j], self.q_levels) + self.offsets).flatten(1)
+            h = F.relu(F.embedding_bag(idx, flat, mode="sum") + cond[:, j])  # (B, dim)
+            z = F.relu(torch.addmm(self.b1, h, self.w1.t()))
+            params = torch.addmm(self.b2, z, self.w2.t())
+            seq[:, pos + j] = self.head.draw(params, z, noise[:, j], controls)
             if logits is not None:
-                logits[:, j] = lg
-
+                logits[:, j] = params

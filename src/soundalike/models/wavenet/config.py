@@ -1,4 +1,5 @@
-"""The `model` section of a WaveNet (`family: wavenet`): its fields are `WaveNet`'s constructor arguments."""
+"""The `model` section of a WaveNet (`family: wavenet`): its fields are `WaveNet`'s constructor arguments
+(`output` and `mixtures`, the output head's, come from `heads.HeadConfig`)."""
 
 from __future__ import annotations
 
@@ -6,10 +7,11 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 from ...errors import UserError
+from ..heads import HeadConfig
 
 
 @dataclass
-class WaveNetConfig:
+class WaveNetConfig(HeadConfig):
     family: ClassVar[str] = "wavenet"
     # n_stacks stacks of n_layers dilated causal convolutions with dilations 1, 2, 4, ..., 2**(n_layers - 1);
     # receptive field 1 + (kernel_size - 1) * n_stacks * (2**n_layers - 1).

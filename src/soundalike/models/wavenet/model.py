@@ -3,7 +3,9 @@
 Layers: an embedding of the input levels (a one-hot input times a 1x1 convolution), then `n_stacks` stacks of
 `n_layers` dilated causal convolutions of width `kernel_size` with dilations 1, 2, 4, ..., 2**(n_layers - 1),
 each a gated tanh-sigmoid unit with a residual path (1x1 convolution added to its input) and a skip path;
-the skip outputs of all layers are summed, and ReLU, 1x1, ReLU, 1x1 map them to `q_levels` logits.
+the skip outputs of all layers are summed, and ReLU, 1x1, ReLU make the output head's features, which a 1x1
+convolution maps to its parameters (`heads.Head`; the logits over `q_levels` for a softmax head). Above
+`heads.BYTE_INPUT_LEVELS` levels the input embedding is a row per byte of the level, summed.
 
 Receptive field: a layer of dilation d and width k sees (k - 1) * d samples more than its input, so the
 prediction of one sample depends on 1 + (k - 1) * sum(dilations) previous samples. The SampleRNN paper's
@@ -27,6 +29,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..heads import Head, input_digits, split_digits
+
 Queues = list  # one tensor per layer: its last (k - 1) * dilation inputs (B, residual_channels, (k - 1) * d)
 
 
@@ -35,11 +39,12 @@ class WaveNet(nn.Module):
 
     def __init__(self, n_stacks: int = 4, n_layers: int = 10, residual_channels: int = 64,
                  dilation_channels: int = 64, skip_channels: int = 64, out_channels: int = 256,
-                 kernel_size: int = 2, q_levels: int = 256):
+                 kernel_size: int = 2, q_levels: int = 256, output: str = "softmax", mixtures: int = 10):
         super().__init__()
         self.kwargs = {"n_stacks": n_stacks, "n_layers": n_layers, "residual_channels": residual_channels,
                        "dilation_channels": dilation_channels, "skip_channels": skip_channels,
-                       "out_channels": out_channels, "kernel_size": kernel_size, "q_levels": q_levels}
+                       "out_channels": out_channels, "kernel_size": kernel_size, "q_levels": q_levels,
+                       "output": output, "mixtures": mixtures}
         assert kernel_size >= 2, f"kernel_size must be at least 2, got {kernel_size}"
         self.q_levels, self.kernel_size = q_levels, kernel_size
         self.residual_channels, self.dilation_channels = residual_channels, dilation_channels
@@ -47,7 +52,8 @@ class WaveNet(nn.Module):
         self.receptive_field = 1 + (kernel_size - 1) * sum(self.dilations)
         self.lookback = self.receptive_field
         R, D = residual_channels, dilation_channels
-        self.embedding = nn.Embedding(q_levels, R)
+        self.digits, self.radix = input_digits(q_levels)
+        self.embedding = nn.Embedding(self.digits * self.radix, R)  # a level: the sum of its digits' rows
         # Filter and gate halves of each gated unit in one convolution: (B, R, n) -> (B, 2D, n - (k-1)d).
         self.convs = nn.ModuleList(nn.Conv1d(R, 2 * D, kernel_size, dilation=d) for d in self.dilations)
         # No bias: a constant added to the residual stream is absorbed by the next convolutions' biases. The
@@ -56,30 +62,41 @@ class WaveNet(nn.Module):
         # The sum of every layer's 1x1 skip convolution is one 1x1 convolution of their concatenated inputs.
         self.skip = nn.Conv1d(len(self.dilations) * D, skip_channels, 1)
         self.out_hidden = nn.Conv1d(skip_channels, out_channels, 1)
-        self.out = nn.Conv1d(out_channels, q_levels, 1)
+        self.head = Head(output, out_channels, q_levels, mixtures)
+        self.out = nn.Conv1d(out_channels, self.head.n_params, 1)
+
+    def embed(self, levels: torch.Tensor) -> torch.Tensor:
+        """Levels (...) -> input embeddings (..., R)."""
+        rows = split_digits(levels, self.q_levels) + torch.arange(self.digits, device=levels.device) * self.radix
+        return self.embedding(rows).sum(dim=-2)
 
     def gate(self, a: torch.Tensor) -> torch.Tensor:
         """Convolution output (B, 2D, ...) -> gated activations tanh(filter) * sigmoid(gate) (B, D, ...)."""
         f, g = a.chunk(2, dim=1)
         return torch.tanh(f) * torch.sigmoid(g)
 
-    def head(self, skip: torch.Tensor) -> torch.Tensor:
-        """Skip sum (B, skip_channels, T) -> logits (B, q_levels, T)."""
-        return self.out(F.relu(self.out_hidden(F.relu(skip))))
+    def features(self, skip: torch.Tensor) -> torch.Tensor:
+        """Skip sum (B, skip_channels, T) -> the head's features (B, out_channels, T)."""
+        return F.relu(self.out_hidden(F.relu(skip)))
 
-    def forward(self, x: torch.Tensor, state=None, reset: torch.Tensor | None = None) -> tuple[torch.Tensor, None]:
-        """x (B, lookback + T) levels -> logits (B, T, q_levels) for x[:, lookback:], None (no state)."""
+    def forward(self, x: torch.Tensor, state=None, reset: torch.Tensor | None = None,
+                nll: bool = False) -> tuple[torch.Tensor, None]:
+        """x (B, lookback + T) levels -> the head's parameters (B, T, n_params) for the targets x[:, lookback:]
+        (the logits, for a softmax head), or with `nll` their NLL in nats (B, T); and None (no state)."""
         T = x.shape[1] - self.lookback
         assert T > 0, f"window of {x.shape[1]} samples: expected more than lookback={self.lookback}"
-        h = self.embedding(x[:, :-1]).transpose(1, 2)  # (B, R, lookback + T - 1)
+        h = self.embed(x[:, :-1]).transpose(1, 2)  # (B, R, lookback + T - 1)
         gated = []
         for i, conv in enumerate(self.convs):
             z = self.gate(conv(h))  # (B, D, n): valid convolution, n = h's length - (k - 1) * dilation
             gated.append(z[:, :, -T:])  # only the last T positions reach the output
             if i < len(self.residual):
                 h = h[:, :, -z.shape[2]:] + self.residual[i](z)
-        logits = self.head(self.skip(torch.cat(gated, dim=1)))  # (B, Q, T)
-        return logits.transpose(1, 2), None
+        z = self.features(self.skip(torch.cat(gated, dim=1)))  # (B, O, T)
+        params = self.out(z).transpose(1, 2)  # (B, T, n_params)
+        if nll:
+            return self.head.nll(params, z.transpose(1, 2), x[:, self.lookback:]), None
+        return params, None
 
     # --- step-wise interface: the plain Fast WaveNet, the reference for the sampling engine ---------------
 
@@ -88,7 +105,7 @@ class WaveNet(nn.Module):
         """history (B, receptive_field - 1) levels before the next input -> every layer's queue of past inputs."""
         assert history.shape[1] == self.receptive_field - 1, \
             f"expected {self.receptive_field - 1} history samples, got {history.shape[1]}"
-        h = self.embedding(history).transpose(1, 2)  # (B, R, receptive_field - 1)
+        h = self.embed(history).transpose(1, 2)  # (B, R, receptive_field - 1)
         queues = []
         for i, (conv, d) in enumerate(zip(self.convs, self.dilations)):
             queues.append(h[:, :, h.shape[2] - (self.kernel_size - 1) * d:].clone())
@@ -98,12 +115,13 @@ class WaveNet(nn.Module):
         return queues
 
     @torch.no_grad()
-    def step(self, level: torch.Tensor, queues: Queues) -> torch.Tensor:
-        """The newest input level (B,) -> logits (B, q_levels) for the sample after it; pushes it on the queues."""
+    def step(self, level: torch.Tensor, queues: Queues) -> tuple[torch.Tensor, torch.Tensor]:
+        """The newest input level (B,) -> the head's parameters (B, n_params) and features (B, out_channels) for
+        the sample after it; pushes it on the queues."""
         # One position of each convolution is a matrix product (F.linear): much faster than conv1d on length-k
         # inputs, and in float64 conv1d has no fast CPU path at all.
         B = level.shape[0]
-        h = self.embedding(level)[:, :, None]  # (B, R, 1)
+        h = self.embed(level)[:, :, None]  # (B, R, 1)
         gated = []
         for i, (conv, d) in enumerate(zip(self.convs, self.dilations)):
             q = queues[i]
@@ -114,4 +132,5 @@ class WaveNet(nn.Module):
             if i < len(self.residual):
                 h = h + F.linear(z, self.residual[i].weight[:, :, 0])[:, :, None]
         skip = F.linear(torch.cat(gated, dim=1), self.skip.weight[:, :, 0], self.skip.bias)  # (B, S)
-        return self.head(skip[:, :, None])[:, :, 0]
+        z = self.features(skip[:, :, None])
+        return self.out(z)[:, :, 0], z[:, :, 0]

@@ -21,8 +21,9 @@ import warnings
 import torch
 
 from ...sampling import kernel as _kernel
-from ...sampling.engine import stepper_placement, weight, with_compact_weights
+from ...sampling.engine import stepper_head, stepper_placement, weight, with_compact_weights
 from ...sampling.reference import NoiseStream
+from ..heads import Controls, controls, pick, split_digits
 
 # c: compiled CPU loop (csrc/wavenet.cpp, through kernel.py); torch: torch ops on any device; graph: those ops
 # for `hop` samples captured in one CUDA graph. auto: c on the CPU, torch elsewhere (as for SampleRNN).
@@ -55,7 +56,9 @@ class WaveNetStepper:
         self.history = model.receptive_field - 1  # samples before the newest input that the queues cover
         dev, dt = self.device, self.dtype
         with torch.no_grad():
-            self.emb = weight(model.embedding.weight, dev, dt)  # (Q, R)
+            self.emb = weight(model.embedding.weight, dev, dt)  # (digits * radix, R)
+            # The model's own head, already rounded when the model is (with_compact_weights).
+            self.head = stepper_head(model.head, dev, dt, "full")
             w = weight(torch.stack([c.weight for c in model.convs]), dev, dt)  # (L, 2D, R, k)
             # Past taps, oldest first, as one (k - 1) * R input per layer: (L, (k - 1) * R, 2D).
             self.w_past = w[..., :-1].permute(0, 3, 2, 1).reshape(self.n_layers, (k - 1) * self.R, -1).contiguous()
@@ -67,6 +70,8 @@ class WaveNetStepper:
             self.w_hid = weight(model.out_hidden.weight[:, :, 0].t(), dev, dt)
             self.b_hid = weight(model.out_hidden.bias, dev, dt)
             self.w_out, self.b_out = weight(model.out.weight[:, :, 0].t(), dev, dt), weight(model.out.bias, dev, dt)
+        self.digits, self.radix = model.digits, model.radix
+        self.digit_rows = torch.arange(self.digits, device=dev) * self.radix
         sizes = [(k - 1) * d for d in dils]
         offsets = torch.tensor([0] + sizes[:-1]).cumsum(0)
         size = torch.tensor(sizes)
@@ -99,6 +104,7 @@ class WaveNetStepper:
         """The model as the compiled loop reads it (`kernel.WaveNet`); the structs point into tensors that live
         on self."""
         dev, dt, L, k, R, D, Q = self.device, self.dtype, self.n_layers, self.k, self.R, self.D, self.q_levels
+        P = self.head.n_params
         S, O = model.skip.out_channels, model.out_hidden.out_channels
         with torch.no_grad():
             w = torch.stack([c.weight for c in model.convs])  # (L, 2D, R, k)
@@ -111,9 +117,15 @@ class WaveNetStepper:
                                        int(offsets[i]))
                   for i in range(L)]
         self._c_layers = (_kernel.WaveNetLayer * L)(*layers)
-        self._cmodel = _kernel.WaveNet(_kernel.DTYPES[dt], L, k, R, D, Q, self.emb.data_ptr(), self._c_layers,
+        h = self.head
+        fine = None
+        if h.kind == "coarse_fine":
+            fine = (h.fine.weight.detach().contiguous(), h.fine.bias.detach(), None)
+        head, self._head_keep = _kernel.head(h, _kernel.linear(out, self.b_out, P, O), dt, "full", None, fine)
+        self._cmodel = _kernel.WaveNet(_kernel.DTYPES[dt], L, k, R, D, Q, self.digits, self.radix,
+                                       self.emb.data_ptr(), self._c_layers,
                                        _kernel.linear(skip, self.b_skip, S, L * D),
-                                       _kernel.linear(hid, self.b_hid, O, S), _kernel.linear(out, self.b_out, Q, O),
+                                       _kernel.linear(hid, self.b_hid, O, S), head,
                                        None)  # the ring: set by each advance
 
     # --- state ------------------------------------------------------------------------------------------
@@ -164,37 +176,37 @@ class WaveNetStepper:
     # --- generation -------------------------------------------------------------------------------------
 
     @torch.no_grad()
-    def advance(self, seq: torch.Tensor, pos: int, noise: torch.Tensor, temperature: torch.Tensor,
+    def advance(self, seq: torch.Tensor, pos: int, noise: torch.Tensor, controls: Controls,
                 logits: torch.Tensor | None = None) -> None:
-        """Write seq[:, pos:pos + hop] from seq[:, pos - 1] and the queues; noise (B, hop, Q), temperature (B,)."""
+        """Write seq[:, pos:pos + hop] from seq[:, pos - 1] and the queues; noise (B, hop, noise width),
+        controls (B,)."""
         if self.backend == "c":
             assert self.ring.is_contiguous()
             self._cmodel.ring = self.ring.data_ptr()
             lib = _kernel.load()
             lib.set_threads(self.threads, -1)
-            lib.wavenet_steps(self._cmodel, _kernel.streams(seq, pos, noise, temperature, logits), self.hop,
+            lib.wavenet_steps(self._cmodel, _kernel.streams(seq, pos, noise, controls, logits), self.hop,
                               self.step_count, self._work)
             self.step_count += self.hop
             return
         if self.backend == "graph" and logits is None:
-            return self._advance_graph(seq, pos, noise, temperature)
-        self._advance_torch(seq, pos, noise, temperature, logits, *self._rows(self.step_count % self.period))
+            return self._advance_graph(seq, pos, noise, controls)
+        self._advance_torch(seq, pos, noise, controls, logits, *self._rows(self.step_count % self.period))
 
     def _rows(self, first: torch.Tensor | int) -> tuple[torch.Tensor, torch.Tensor]:
         """Ring slots to read (hop, L * (k - 1)) and write (hop, L) for the `hop` steps from step `first`."""
         rows = (first + torch.arange(self.hop, device=self.device)) % self.period
         return self.read.index_select(0, rows), self.write.index_select(0, rows)
 
-    def _advance_torch(self, seq, pos, noise, temperature, logits, read, write) -> None:
-        temp = temperature[:, None]
+    def _advance_torch(self, seq, pos, noise, controls, logits, read, write) -> None:
         for j in range(self.hop):
-            lg = self._step(seq[:, pos + j - 1], read[j], write[j])
-            seq[:, pos + j] = torch.argmax(lg.float() / temp + noise[:, j], dim=-1)
+            params, z = self._step(seq[:, pos + j - 1], read[j], write[j])
+            seq[:, pos + j] = self.head.draw(params, z, noise[:, j], controls)
             if logits is not None:
-                logits[:, j] = lg
+                logits[:, j] = params
         self.step_count += self.hop
 
-    def _advance_graph(self, seq, pos, noise, temperature) -> None:
+    def _advance_graph(self, seq, pos, noise, controls) -> None:
         """`advance` replaying one CUDA graph of `hop` samples (thousands of kernels, one launch).
 
         The graph works on static buffers: the newest sample, the noise, the temperatures and the step number
@@ -203,17 +215,18 @@ class WaveNetStepper:
         if self._graph is None:
             self._win = torch.empty((self.batch, 1 + self.hop), dtype=torch.long, device=self.device)
             self._nz = torch.empty_like(noise)
-            self._temp = torch.empty_like(temperature)
+            self._controls = Controls(*(torch.empty_like(x) for x in controls))
             self._first = torch.zeros((), dtype=torch.long, device=self.device)
         self._win[:, 0].copy_(seq[:, pos - 1])
         self._nz.copy_(noise)
-        self._temp.copy_(temperature)
+        for mine, given in zip(self._controls, controls):
+            mine.copy_(given)
         self._first.fill_(self.step_count % self.period)
         step_count = self.step_count
 
         def body() -> None:
             read, write = self._rows(self._first)
-            self._advance_torch(self._win, 1, self._nz, self._temp, None, read, write)
+            self._advance_torch(self._win, 1, self._nz, self._controls, None, read, write)
 
         if self._graph is None:
             # Warm up eagerly on a side stream (library handles, allocator), as capture requires, on a copy of
@@ -233,15 +246,15 @@ class WaveNetStepper:
             except RuntimeError as e:  # an op that cannot be captured: run eagerly from now on
                 warnings.warn(f"CUDA graph capture failed, sampling without graphs: {e}", stacklevel=2)
                 self.backend, self.step_count = "torch", step_count
-                return self.advance(seq, pos, noise, temperature)
+                return self.advance(seq, pos, noise, controls)
             self._graph = graph
         self._graph.replay()
         self.step_count = step_count + self.hop  # the Python side of body() ran at capture, not at replay
         seq[:, pos:pos + self.hop].copy_(self._win[:, 1:])
 
-    def _step(self, level: torch.Tensor, read: torch.Tensor, write: torch.Tensor) -> torch.Tensor:
-        """The newest input level (B,) -> logits (B, Q) of the next sample; reads the ring slots `read`
-        (L * (k - 1),) and writes the layers' inputs to slots `write` (L,)."""
+    def _step(self, level: torch.Tensor, read: torch.Tensor, write: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The newest input level (B,) -> the head's parameters (B, n_params) and features (B, O) of the next
+        sample; reads the ring slots `read` (L * (k - 1),) and writes the layers' inputs to slots `write` (L,)."""
         B, L, R, D = self.batch, self.n_layers, self.R, self.D
         past = self.ring.index_select(0, read)  # (L * (k - 1), B, R)
         if self.k > 2:
@@ -250,7 +263,10 @@ class WaveNetStepper:
             past = past.view(L, B, R)
         pre = torch.baddbmm(self.b_conv, past, self.w_past)  # (L, B, 2D): every layer's older taps at once
         h, z = self.h, self.z
-        torch.index_select(self.emb, 0, level, out=h[0])
+        if self.digits == 1:
+            torch.index_select(self.emb, 0, level, out=h[0])
+        else:  # the digits' rows, summed in order
+            torch.sum(self.emb[split_digits(level, self.q_levels) + self.digit_rows], dim=1, out=h[0])
         for i in range(L):
             a = torch.addmm(pre[i], h[i], self.w_new[i])  # (B, 2D)
             torch.mul(torch.tanh(a[:, :D]), torch.sigmoid(a[:, D:]), out=z[:, i])
@@ -259,16 +275,17 @@ class WaveNetStepper:
         self.ring.index_copy_(0, write, h)
         skip = torch.addmm(self.b_skip, z.view(B, L * D), self.w_skip).relu_()
         hid = torch.addmm(self.b_hid, skip, self.w_hid).relu_()
-        return torch.addmm(self.b_out, hid, self.w_out)
+        return torch.addmm(self.b_out, hid, self.w_out), hid
 
 
 # --- plain generators, for tests and benchmarks ---------------------------------------------------------
 
 
-def _start(model, n_samples: int, batch: int, temperature, prime) -> tuple[torch.Tensor, torch.Tensor, int]:
-    """History buffer (B, receptive_field + forced + n) of silence and prime, temperatures (B, 1), forced."""
+def _start(model, n_samples: int, batch: int, temperature, prime, min_p) -> tuple[torch.Tensor, Controls, int]:
+    """History buffer (B, receptive_field + forced + n) of silence and prime, the sampling controls, forced."""
     device = next(model.parameters()).device
-    temp = torch.as_tensor(temperature, dtype=torch.float32).reshape(-1, 1).expand(batch, 1).to(device)
+    c = controls(*(torch.as_tensor(v, dtype=torch.float32).reshape(-1).expand(batch).to(device)
+                   for v in (temperature, min_p)))
     forced = 0
     if prime is not None:
         prime = torch.as_tensor(prime, dtype=torch.long).to(device)
@@ -278,36 +295,39 @@ def _start(model, n_samples: int, batch: int, temperature, prime) -> tuple[torch
     seq = torch.full((batch, lookback + forced + n_samples), model.q_levels // 2, dtype=torch.long, device=device)
     if prime is not None:
         seq[:, lookback:lookback + forced] = prime
-    return seq, temp, forced
+    return seq, c, forced
 
 
 @torch.no_grad()
 def reference_generate(model, n_samples: int, batch: int = 1, temperature: float | torch.Tensor = 1.0,
-                       seed: int = 0, prime: torch.Tensor | None = None) -> torch.Tensor:
+                       seed: int = 0, prime: torch.Tensor | None = None,
+                       min_p: float | torch.Tensor = 0.0) -> torch.Tensor:
     """(B, n_samples) levels from silence (after `prime` (T,) or (B, T) levels), through `WaveNet.step`."""
     model.eval()
-    seq, temp, forced = _start(model, n_samples, batch, temperature, prime)
+    seq, c, forced = _start(model, n_samples, batch, temperature, prime, min_p)
     lookback = model.receptive_field
-    noise = NoiseStream(batch, model.q_levels, seed)
+    noise = NoiseStream(batch, model.head.noise_width, seed, uniform=model.head.uniform)
     queues = model.initial_queues(seq[:, 1:lookback])  # the silence before the newest input seq[:, lookback - 1]
     for pos in range(lookback, seq.shape[1]):
-        logits = model.step(seq[:, pos - 1], queues)
+        params, z = model.step(seq[:, pos - 1], queues)
         if pos < lookback + forced:  # the prime is teacher-forced: no noise drawn for it
             continue
-        seq[:, pos] = torch.argmax(logits.float() / temp + noise.next().to(seq.device), dim=-1)
+        seq[:, pos] = model.head.draw(params, z, noise.next().to(seq.device), c)
     return seq[:, lookback + forced:]
 
 
 @torch.no_grad()
 def naive_generate(model, n_samples: int, batch: int = 1, temperature: float | torch.Tensor = 1.0,
-                   seed: int = 0, prime: torch.Tensor | None = None) -> torch.Tensor:
-    """The same samples as `reference_generate`, re-running the causal forward pass over the receptive field
-    for every sample (what generation costs without queues)."""
+                   seed: int = 0, prime: torch.Tensor | None = None,
+                   min_p: float | torch.Tensor = 0.0) -> torch.Tensor:
+    """The same samples as `reference_generate` (softmax heads), re-running the causal forward pass over the
+    receptive field for every sample (what generation costs without queues)."""
     model.eval()
-    seq, temp, forced = _start(model, n_samples, batch, temperature, prime)
+    assert model.head.kind == "softmax", "naive_generate draws from the logits alone"
+    seq, c, forced = _start(model, n_samples, batch, temperature, prime, min_p)
     lookback = model.receptive_field
-    noise = NoiseStream(batch, model.q_levels, seed)
+    noise = NoiseStream(batch, model.head.noise_width, seed)
     for pos in range(lookback + forced, seq.shape[1]):
         logits, _ = model(seq[:, pos - lookback:pos + 1])  # the one target seq[:, pos]
-        seq[:, pos] = torch.argmax(logits[:, 0].float() / temp + noise.next().to(seq.device), dim=-1)
+        seq[:, pos] = pick(logits[:, 0], c, noise.next().to(seq.device))
     return seq[:, lookback + forced:]

@@ -34,19 +34,23 @@ int32_t layout(const char* name, int64_t* out, int32_t max) {
     LAYOUT(sl_tier, AT(sl_tier, frame), AT(sl_tier, ratio), AT(sl_tier, lstm), AT(sl_tier, n_layers),
            AT(sl_tier, input), AT(sl_tier, layers), AT(sl_tier, skip), AT(sl_tier, upsample), AT(sl_tier, state),
            AT(sl_tier, cond))
+    LAYOUT(sl_head, AT(sl_head, kind), AT(sl_head, levels), AT(sl_head, dim), AT(sl_head, n_params),
+           AT(sl_head, noise_width), AT(sl_head, params), AT(sl_head, fine), AT(sl_head, coarse_embedding),
+           AT(sl_head, params_t), AT(sl_head, fine_t))
     LAYOUT(sl_samplernn, AT(sl_samplernn, dtype), AT(sl_samplernn, weights), AT(sl_samplernn, q_levels),
-           AT(sl_samplernn, dim), AT(sl_samplernn, n_tiers), AT(sl_samplernn, sparse), AT(sl_samplernn, tiers),
-           AT(sl_samplernn, tables), AT(sl_samplernn, hidden), AT(sl_samplernn, output),
-           AT(sl_samplernn, hidden_t), AT(sl_samplernn, output_t))
+           AT(sl_samplernn, dim), AT(sl_samplernn, n_tiers), AT(sl_samplernn, sparse), AT(sl_samplernn, digits),
+           AT(sl_samplernn, radix), AT(sl_samplernn, tiers), AT(sl_samplernn, tables), AT(sl_samplernn, hidden),
+           AT(sl_samplernn, hidden_t), AT(sl_samplernn, head))
     LAYOUT(sl_wavenet_layer, AT(sl_wavenet_layer, conv), AT(sl_wavenet_layer, residual),
            AT(sl_wavenet_layer, dilation), AT(sl_wavenet_layer, offset))
     LAYOUT(sl_wavenet, AT(sl_wavenet, dtype), AT(sl_wavenet, n_layers), AT(sl_wavenet, kernel_size),
            AT(sl_wavenet, residual), AT(sl_wavenet, dilation_channels), AT(sl_wavenet, q_levels),
-           AT(sl_wavenet, embedding), AT(sl_wavenet, layers), AT(sl_wavenet, skip), AT(sl_wavenet, hidden),
-           AT(sl_wavenet, output), AT(sl_wavenet, ring))
+           AT(sl_wavenet, digits), AT(sl_wavenet, radix), AT(sl_wavenet, embedding), AT(sl_wavenet, layers),
+           AT(sl_wavenet, skip), AT(sl_wavenet, hidden), AT(sl_wavenet, head), AT(sl_wavenet, ring))
     LAYOUT(sl_streams, AT(sl_streams, batch), AT(sl_streams, seq), AT(sl_streams, seq_stride),
            AT(sl_streams, pos), AT(sl_streams, noise), AT(sl_streams, noise_stride),
-           AT(sl_streams, temperature), AT(sl_streams, logits), AT(sl_streams, logits_stride))
+           AT(sl_streams, temperature), AT(sl_streams, log_floor), AT(sl_streams, tail), AT(sl_streams, logits),
+           AT(sl_streams, logits_stride))
     return 0;
 }
 

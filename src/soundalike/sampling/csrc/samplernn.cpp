@@ -2,25 +2,25 @@
 // In the order of the torch loop in samplernn.py: per bottom frame, every frame tier whose frame starts
 // there (`tier_step`: input projection, GRU / LSTM layers with PyTorch's cell equations, skip projection,
 // upsampling), then the frame's samples (`mlp_frame`): per sample, gather and sum `context` rows of the
-// folded input tables, add the tier's conditioning, run the two-layer head and draw the sample, written
-// straight into the history it reads from. In Python that is ~10 dispatches per sample; here one call per
+// folded input tables (a row per digit of each level), add the tier's conditioning, run the hidden layer
+// and the output head (head.h), which draws the sample straight into the history it reads from. In Python that is ~10 dispatches per sample; here one call per
 // top frame.
 #include <cmath>
 #include <cstring>
 #include <mutex>
 
-#include "draw.h"
 #include "gemv.h"
+#include "head.h"
 #include "soundalike.h"
 #include "team.h"
 #include "vec.h"
 
 namespace {
 
-// Scratch of mlp_frame: h, h2 (B, D) and logits (B, Q) of T, then D ints of nonzero indices.
+// Scratch of mlp_frame: h, h2 (B, D) and the head's scratch of T, then D ints of nonzero indices.
 template <typename T>
-int64_t mlp_work_bytes(int B, int Q, int D) {
-    return (int64_t)sizeof(T) * B * (2 * D + Q) + (int64_t)sizeof(int) * D;
+int64_t mlp_work_bytes(const sl_head& h, int B, int D) {
+    return (int64_t)sizeof(T) * (2 * (int64_t)B * D + head::work_elements(h, B)) + (int64_t)sizeof(int) * D;
 }
 
 // Scratch of tier_step: grid (B, F), x (B, D), two gate sets (B, G) and every layer's output (B, L * D).
@@ -32,7 +32,7 @@ int64_t tier_work_bytes(const sl_tier& tier, int B, int D) {
 
 template <typename T>
 int64_t work_bytes(const sl_samplernn& m, int B) {
-    int64_t most = mlp_work_bytes<T>(B, m.q_levels, m.dim);
+    int64_t most = mlp_work_bytes<T>(m.head, B, m.dim);
     for (int k = 0; k < m.n_tiers; k++) {
         const int64_t t = tier_work_bytes<T>(m.tiers[k], B, m.dim);
         most = t > most ? t : most;
@@ -41,19 +41,18 @@ int64_t work_bytes(const sl_samplernn& m, int B) {
 }
 
 // One bottom frame of `n` samples for every stream (streams s from its frame's first sample), conditioned
-// by cond (B, n, D) with stream stride cond_sb. With m.sparse the head runs per stream on the transposed
+// by cond (B, n, D) with stream stride cond_sb. With m.sparse the MLP runs per stream on the transposed
 // weights skipping zero inputs; otherwise on all streams at once (better from a few streams up: each weight
 // row is then read once for every stream).
 template <typename T, typename W_t>
 void mlp_frame(const sl_samplernn& m, const sl_streams& s, int n, const T* cond, int64_t cond_sb, void* work) {
-    const int B = s.batch, C = n, Q = m.q_levels, D = m.dim;
+    const int B = s.batch, C = n, D = m.dim, rows = m.digits * m.radix;
     const T* tables = (const T*)m.tables;
     const T* b1 = (const T*)m.hidden.bias;
-    const T* b2 = (const T*)m.output.bias;
     T* h = (T*)work;               // (B, D)
-    T* h2 = h + B * D;             // (B, D)
-    T* lg = h2 + B * D;            // (B, Q)
-    int* nz = (int*)(lg + B * Q);  // (D,)
+    T* h2 = h + B * D;             // (B, D): the head's features
+    T* hw = h2 + B * D;            // the head's scratch
+    int* nz = (int*)(hw + head::work_elements(m.head, B));  // (D,)
     // The input layer: rows of the tables gathered from memory (counted 4x in splitting it between threads).
     const int gather_parts = team::parts(4 * (int64_t)B * C * D, D / 64);
     for (int j = 0; j < n; j++) {
@@ -62,12 +61,9 @@ void mlp_frame(const sl_samplernn& m, const sl_streams& s, int n, const T* cond,
             for (int b = 0; b < B; b++) {
                 const int64_t* prev = s.seq + b * s.seq_stride + s.pos + j - C;
                 T* hb = h + (int64_t)b * D;
-                const T* row = tables + prev[0] * D;
-                for (int d = d0; d < d1; d++) hb[d] = row[d];
-                for (int p = 1; p < C; p++) {
-                    row = tables + ((int64_t)p * Q + prev[p]) * D;
-                    for (int d = d0; d < d1; d++) hb[d] += row[d];
-                }
+                for (int p = 0; p < C; p++)
+                    head::embed_rows(tables + (int64_t)p * rows * D, prev[p], m.digits, m.radix, D, hb, d0, d1,
+                                     p > 0);
                 const T* c = cond + b * cond_sb + (int64_t)j * D;
                 for (int d = d0; d < d1; d++) {
                     const T v = hb[d] + c[d];
@@ -75,16 +71,12 @@ void mlp_frame(const sl_samplernn& m, const sl_streams& s, int n, const T* cond,
                 }
             }
         }, gather_parts);
-        if (m.sparse) {
-            for (int b = 0; b < B; b++) {
+        if (m.sparse)
+            for (int b = 0; b < B; b++)
                 gemv_sparse<T, W_t>(m.hidden_t, b1, h + (int64_t)b * D, h2 + (int64_t)b * D, true, nz);
-                gemv_sparse<T, W_t>(m.output_t, b2, h2 + (int64_t)b * D, lg + (int64_t)b * Q, false, nz);
-            }
-        } else {
+        else
             gemv<T, W_t>(m.hidden.weight, b1, h, B, h2, true);
-            gemv<T, W_t>(m.output.weight, b2, h2, B, lg, false);
-        }
-        draw<T>(s, Q, lg, j);
+        head::draw<T, W_t>(m.head, s, j, h2, m.sparse, hw, nz);
     }
 }
 
@@ -156,13 +148,14 @@ void tier_step(const sl_tier& tier, int D, int half, const sl_streams& s, const 
 
 template <typename T, typename W_t>
 void top_frame(const sl_samplernn& m, const sl_streams& s, void* work) {
-    const int n_tiers = m.n_tiers, D = m.dim, Q = m.q_levels, fs = m.tiers[0].frame;
+    const int n_tiers = m.n_tiers, D = m.dim, Q = m.q_levels, fs = m.tiers[0].frame, W = m.head.noise_width;
+    const int P = m.head.n_params;
     const int hop = m.tiers[n_tiers - 1].frame;
     for (int t = 0; t < hop; t += fs) {
         sl_streams frame = s;  // the streams from this bottom frame's first sample
         frame.pos += t;
-        frame.noise += (int64_t)t * Q;
-        if (s.logits) frame.logits = (T*)s.logits + (int64_t)t * Q;
+        frame.noise += (int64_t)t * W;
+        if (s.logits) frame.logits = (T*)s.logits + (int64_t)t * P;
         for (int k = n_tiers - 1; k >= 0; k--) {
             const sl_tier& tier = m.tiers[k];
             if (t % tier.frame) continue;

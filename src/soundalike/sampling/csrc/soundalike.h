@@ -46,14 +46,28 @@ typedef struct sl_tier {
     void* cond;                  // (batch, ratio, dim) of T: written, read by the tier below
 } sl_tier;
 
-// A SampleRNN: its tiers and the sample-level head.
+// The output head of both models (models/heads.py): a sample's features (dim) -> the head's parameters ->
+// the sample's level. Its matrices are stored like the rest of its model's (sl_weights).
+enum sl_head_kind { SL_SOFTMAX = 0, SL_COARSE_FINE = 1, SL_LOGISTIC_MIXTURE = 2 };
+typedef struct sl_head {
+    int32_t kind, levels, dim, n_params, noise_width;
+    sl_linear params;              // (n_params, dim): the model's projection of the features
+    sl_linear fine;                // SL_COARSE_FINE: (256, dim), applied to relu(z + coarse_embedding[coarse])
+    const void* coarse_embedding;  // SL_COARSE_FINE: (n_params, dim) of T; else NULL
+    sl_matrix params_t, fine_t;    // the same matrices transposed, for per-stream sparse products (or NULL)
+} sl_head;
+
+// A SampleRNN: its tiers and the sample-level MLP.
 typedef struct sl_samplernn {
     int32_t dtype, weights, q_levels, dim, n_tiers;
-    int32_t sparse;              // nonzero: the head runs per stream on hidden_t / output_t, skipping zero inputs
+    int32_t sparse;              // nonzero: the MLP runs per stream on hidden_t / the head's transposed matrices,
+                                 // skipping zero inputs
+    int32_t digits, radix;       // a level's input: `digits` numbers below `radix` (heads.input_digits)
     const sl_tier* tiers;        // (n_tiers,), bottom first; tiers[n_tiers - 1].frame samples per call
-    const void* tables;          // (tiers[0].frame, q_levels, dim) of T: the folded embedding and input layer
-    sl_linear hidden, output;    // (dim, dim), (q_levels, dim)
-    sl_matrix hidden_t, output_t;  // the same matrices transposed, for the sparse head
+    const void* tables;          // (tiers[0].frame, digits * radix, dim) of T: the folded embedding and input layer
+    sl_linear hidden;            // (dim, dim)
+    sl_matrix hidden_t;          // the same matrix transposed, for the sparse MLP
+    sl_head head;
 } sl_samplernn;
 
 // One WaveNet layer: the dilated convolution over kernel_size taps (the newest the layer's input, the older
@@ -68,22 +82,25 @@ typedef struct sl_wavenet_layer {
 // A WaveNet; weights always stored as T.
 typedef struct sl_wavenet {
     int32_t dtype, n_layers, kernel_size, residual, dilation_channels, q_levels;
-    const void* embedding;            // (q_levels, residual)
+    int32_t digits, radix;            // a level's input: `digits` numbers below `radix` (heads.input_digits)
+    const void* embedding;            // (digits * radix, residual)
     const sl_wavenet_layer* layers;   // (n_layers,)
-    sl_linear skip, hidden, output;   // (S, n_layers * dilation_channels), (O, S), (q_levels, O)
+    sl_linear skip, hidden;           // (S, n_layers * dilation_channels), (O, S)
+    sl_head head;                     // on the O features
     void* ring;                       // (slots, batch, residual) of T: every layer's queue; updated in place
 } sl_wavenet;
 
-// The streams a call draws samples for, by the randomness contract's Gumbel-max rule
-// (argmax(float32(logits) / temperature + noise), first index on ties).
+// The streams a call draws samples for, by the head's rule of the randomness contract (head.h).
 typedef struct sl_streams {
     int32_t batch;
     int64_t* seq;           // (batch, seq_stride) levels: read before pos, written at [pos, pos + n)
     int64_t seq_stride, pos;
-    const float* noise;     // (batch, noise_stride), each (n, q_levels) from its start
+    const float* noise;     // (batch, noise_stride), each (n, head.noise_width) from its start
     int64_t noise_stride;
     const float* temperature;  // (batch,)
-    void* logits;           // NULL, or (batch, logits_stride) of T, each (n, q_levels) from its start
+    const float* log_floor;    // (batch,): log(min_p), -inf for none
+    const float* tail;         // (batch,): the logistic's cut tail, (1 - sqrt(1 - min_p)) / 2
+    void* logits;           // NULL, or (batch, logits_stride) of T, each (n, head.n_params) from its start
     int64_t logits_stride;
 } sl_streams;
 

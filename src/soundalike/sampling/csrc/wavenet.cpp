@@ -1,7 +1,8 @@
 // The WaveNet sample loop: `n` samples of every stream per call, one step per layer each (sl_wavenet_steps).
-// Per sample: the newest input's embedding, then per layer the dilated convolution over its taps (the past
+// Per sample: the newest input's embedding (a row per digit of the level, summed), then per layer the dilated convolution over its taps (the past
 // ones read from the ring buffer of wavenet.py, the newest one the layer's input), the gated unit, the ring
-// write and the residual update; then the skip projection, the output head and the draw, written straight
+// write and the residual update; then the skip projection, the hidden layer and the output head (head.h),
+// which draws the sample straight
 // into the history the next step reads. In torch that is ~7 dispatches per layer per sample; here one call
 // per `n` samples. Layer l's queue is ring slots [offset, offset + (K - 1) * dilation); its input from
 // j * dilation steps ago sits in slot offset + (step - j * dilation) mod size.
@@ -9,8 +10,8 @@
 #include <cstring>
 #include <mutex>
 
-#include "draw.h"
 #include "gemv.h"
+#include "head.h"
 #include "soundalike.h"
 #include "team.h"
 
@@ -26,15 +27,17 @@ Dims dims(const sl_wavenet& m) {
 }
 
 // Scratch: h (B, R), the taps (B, K * R), a (B, 2D), the layer's gated output (B, D), every layer's (B, L * D),
-// r (B, R), skip (B, S), hidden (B, O), logits (B, Q), and R zeros (the residual projection's bias).
-int64_t work_elements(const Dims& d, int B) {
-    return (int64_t)B * (d.R + d.K * d.R + 2 * d.D + d.D + d.L * d.D + d.R + d.S + d.O + d.Q) + d.R;
+// r (B, R), skip (B, S), hidden (B, O), the head's scratch, R zeros (the residual projection's bias), and O
+// ints (unused: the head runs dense).
+int64_t work_elements(const sl_wavenet& m, const Dims& d, int B) {
+    return (int64_t)B * (d.R + d.K * d.R + 2 * d.D + d.D + d.L * d.D + d.R + d.S + d.O)
+           + head::work_elements(m.head, B) + d.R + d.O;
 }
 
 template <typename T>
 void steps(const sl_wavenet& m, const sl_streams& s, int n, int64_t step, void* work) {
     const Dims dm = dims(m);
-    const int B = s.batch, L = dm.L, K = dm.K, R = dm.R, D = dm.D, S = dm.S, O = dm.O, Q = dm.Q;
+    const int B = s.batch, L = dm.L, K = dm.K, R = dm.R, D = dm.D, S = dm.S, O = dm.O;
     const int KR = K * R, LD = L * D;
     const T* emb = (const T*)m.embedding;
     T* ring = (T*)m.ring;
@@ -46,12 +49,14 @@ void steps(const sl_wavenet& m, const sl_streams& s, int n, int64_t step, void* 
     T* r = z + B * LD;            // (B, R)
     T* sk = r + B * R;            // (B, S)
     T* hid = sk + B * S;          // (B, O)
-    T* lg = hid + B * O;          // (B, Q)
-    T* zero = lg + B * Q;         // (R,)
+    T* hw = hid + B * O;          // the head's scratch
+    T* zero = hw + head::work_elements(m.head, B);  // (R,)
+    int* nz = (int*)(zero + R);
     for (int i = 0; i < R; i++) zero[i] = 0;
     for (int j = 0; j < n; j++, step++) {
         for (int b = 0; b < B; b++)
-            std::memcpy(h + (int64_t)b * R, emb + s.seq[b * s.seq_stride + s.pos + j - 1] * R, sizeof(T) * R);
+            head::embed_rows(emb, s.seq[b * s.seq_stride + s.pos + j - 1], m.digits, m.radix, R, h + (int64_t)b * R,
+                             0, R, false);
         for (int l = 0; l < L; l++) {
             const sl_wavenet_layer& layer = m.layers[l];
             const int64_t size = (int64_t)(K - 1) * layer.dilation;
@@ -80,15 +85,14 @@ void steps(const sl_wavenet& m, const sl_streams& s, int n, int64_t step, void* 
         }
         gemv<T, T>(m.skip.weight, (const T*)m.skip.bias, z, B, sk, true);
         gemv<T, T>(m.hidden.weight, (const T*)m.hidden.bias, sk, B, hid, true);
-        gemv<T, T>(m.output.weight, (const T*)m.output.bias, hid, B, lg, false);
-        draw<T>(s, Q, lg, j);
+        head::draw<T, T>(m.head, s, j, hid, false, hw, nz);
     }
 }
 
 }  // namespace
 
 extern "C" int64_t sl_wavenet_work_bytes(const sl_wavenet* model, int32_t batch) {
-    return work_elements(dims(*model), batch) * (model->dtype == SL_F64 ? sizeof(double) : sizeof(float));
+    return work_elements(*model, dims(*model), batch) * (model->dtype == SL_F64 ? sizeof(double) : sizeof(float));
 }
 
 extern "C" void sl_wavenet_steps(const sl_wavenet* model, const sl_streams* streams, int32_t n, int64_t step,

@@ -1,0 +1,159 @@
+"""Fidelity of renders against the data, per output option, at the same CPU budget: the figures of the
+README's "Fidelity" table.
+
+For each config: train it on DATA for the same wall time with one thread (two configs at a time on two cores),
+evaluate the best checkpoint's validation NLL (bits per sample in the model's own unit and at 16-bit
+resolution), render `--count` tracks of `--seconds` at each sampling setting, and run `soundalike stats` on
+them against the dataset (verdicts, hiss floor, DC, level, Fréchet distance); the dataset's own valid
+clips are measured the same way, and a picture puts the spectrograms of a data clip and of each config's
+first track side by side. Rendering speed is the real-time factor of the whole `render` command at batch
+`--count` with two threads. Prints one JSON object; the runs, renders, reports and picture stay under --out.
+
+    python tools/bench_fidelity.py --data data/demo/dataset --out runs-fidelity/demo \\
+        --configs demo demo-16bit demo-mol demo-preemph --minutes 10 --sampling 1.0 1.0:0.02
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+PY = sys.executable
+
+
+def soundalike(*args: str, threads: int | None = None) -> subprocess.CompletedProcess:
+    env = dict(os.environ)
+    if threads:
+        env["OMP_NUM_THREADS"] = str(threads)
+    return subprocess.run([PY, "-m", "soundalike", *args], cwd=ROOT, env=env, check=True, capture_output=True,
+                          text=True)
+
+
+def train(configs: list[str], data: Path, out: Path, minutes: float, parallel: int) -> None:
+    """Train every config for `minutes` with one thread, `parallel` at a time."""
+    pending = list(configs)
+    running: list[subprocess.Popen] = []
+    while pending or running:
+        while pending and len(running) < parallel:
+            name = pending.pop(0)
+            if (out / "runs" / name / "checkpoints" / "best.pt").exists():
+                continue
+            log = open(out / f"train-{name}.log", "w")  # noqa: SIM115 (closed with the process)
+            running.append(subprocess.Popen(
+                [PY, "-m", "soundalike", "train", "--config", str(ROOT / "configs" / f"{name}.yaml"),
+                 "--set", f"data.path={data}", "--set", f"run_root={out / 'runs'}", "--set", f"name={name}",
+                 "--set", f"train.max_time={minutes * 60:g}s", "--set", "train.threads=1",
+                 "--set", "train.sample_count=0"],
+                cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "OMP_NUM_THREADS": "1"}))
+        time.sleep(2)
+        for p in list(running):
+            if p.poll() is not None:
+                running.remove(p)
+                if p.returncode:
+                    raise SystemExit(f"training {p.args} failed with {p.returncode}")
+
+
+def summary(report: dict) -> dict:
+    """The figures of a `soundalike stats --json` report: verdict counts and the clips' mean figures."""
+    clips = report["clips"]
+    row: dict = {"verdicts": {k: v for k, v in report["verdicts"].items() if v}}
+    for key in ("dc", "rms_db", "hiss_db", "crackle_per_s"):
+        values = [c[key] for c in clips if isinstance(c.get(key), (int, float))]
+        if values:
+            row[key] = round(float(np.mean(values)), 4 if key == "dc" else 2)
+    if "frechet" in report:
+        row["frechet"] = report["frechet"].get("generated")
+    if "reference" in report:
+        row["reference"] = report["reference"]
+    return row
+
+
+def render_and_measure(name: str, ckpt: Path, data: Path, out: Path, count: int, seconds: float,
+                       setting: str) -> dict:
+    temperature, _, min_p = setting.partition(":")
+    folder = out / "renders" / f"{name}@{setting}"
+    args = ["render", "--ckpt", str(ckpt), "--count", str(count), "--seconds", str(seconds), "--seed", "1",
+            "--temperature", temperature, "--min-p", min_p or "0", "--out", str(folder), "--threads", "2",
+            "--overwrite"]
+    t = time.perf_counter()
+    soundalike(*args)
+    wall = time.perf_counter() - t
+    report_path = out / "reports" / f"{name}@{setting}.json"
+    soundalike("stats", str(folder), "--reference", str(data), "--json", str(report_path))
+    row = {"setting": setting, "realtime_factor": round(count * seconds / wall, 2),
+           **summary(json.loads(report_path.read_text()))}
+    return row
+
+
+def picture(data: Path, out: Path, tracks: dict[str, Path], seconds: float) -> Path:
+    """Spectrograms of a data clip and of each config's first track, one above the other."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import soundfile as sf
+
+    from soundalike.stats import dataset_chunks
+
+    clip = dataset_chunks(data, "valid")[0]
+    rows = [("data: " + clip.name, clip), *tracks.items()]
+    fig, axes = plt.subplots(len(rows), 1, figsize=(10, 2.1 * len(rows)), squeeze=False)
+    for ax, (label, path) in zip(axes[:, 0], rows):
+        audio, rate = sf.read(path, dtype="float32", frames=int(seconds * 48000), always_2d=True)
+        ax.specgram(audio.mean(axis=1)[:int(seconds * rate)], NFFT=1024, Fs=rate, noverlap=768, cmap="magma",
+                    vmin=-130, vmax=-20)
+        ax.set_title(label, fontsize=9)
+        ax.set_ylabel("Hz")
+    fig.tight_layout()
+    path = out / "spectrograms.png"
+    fig.savefig(path, dpi=80)
+    return path
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--data", type=Path, required=True)
+    p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--configs", nargs="+", default=["demo", "demo-16bit", "demo-mol"])
+    p.add_argument("--minutes", type=float, default=10.0, help="training wall time per config (one thread)")
+    p.add_argument("--parallel", type=int, default=2, help="configs trained at once")
+    p.add_argument("--sampling", nargs="+", default=["1.0"], help="TEMPERATURE[:MIN_P] settings to render")
+    p.add_argument("--count", type=int, default=4)
+    p.add_argument("--seconds", type=float, default=20.0)
+    args = p.parse_args()
+    data, out = args.data.resolve(), args.out.resolve()
+    (out / "reports").mkdir(parents=True, exist_ok=True)
+    train(args.configs, data, out, args.minutes, args.parallel)
+
+    data_report = out / "reports" / "data.json"
+    valid = [str(c) for c in __import__("soundalike.stats", fromlist=["x"]).dataset_chunks(data, "valid")]
+    soundalike("stats", *valid[:24], "--reference", str(data), "--json", str(data_report))
+    result = {"data": str(data), "minutes": args.minutes, "data_clips": summary(json.loads(data_report.read_text())),
+              "configs": []}
+    tracks = {}
+    for name in args.configs:
+        ckpt = out / "runs" / name / "checkpoints" / "best.pt"
+        ev = json.loads(soundalike("evaluate", "--ckpt", str(ckpt), "--split", "valid", "--json").stdout)
+        row = {"config": name, "step": ev["step"], "valid_bits": round(ev["bits"], 4),
+               "valid_bits16": round(ev["bits16"], 4), "marginal_bits16": round(ev["marginal_entropy_bits16"], 4),
+               "renders": []}
+        for setting in args.sampling:
+            row["renders"].append(render_and_measure(name, ckpt, data, out, args.count, args.seconds, setting))
+            print(json.dumps({"config": name, **row["renders"][-1]}), file=sys.stderr)
+        tracks[f"{name} @ {args.sampling[0]}"] = out / "renders" / f"{name}@{args.sampling[0]}" / "track-00.wav"
+        result["configs"].append(row)
+    result["picture"] = str(picture(data, out, tracks, args.seconds))
+    (out / "fidelity.json").write_text(json.dumps(result, indent=1))
+    print(json.dumps(result, indent=1))
+
+
+if __name__ == "__main__":
+    main()
