@@ -14,10 +14,10 @@ after it (`pending`, fewer than `span`), so a block boundary inside a sub-block 
 
 Headroom: the emphasized signal can exceed the peak of the audio (by up to 1 + a, for a sample swinging from
 one extreme to the other), and `Quantizer.quantize` clips it at +-1. It is clipped, not scaled down by 1 + a
-to make that impossible: on the corpora measured (README, "Pre-emphasis") no sample of the emphasized data
-left [-1, 1], while the scale would cost every sample of mu-law data about half a dB of SNR; a clipped sample
-is an error that de-emphasis spreads as e * a^k, a short click at worst. Building a dataset cache says how
-many samples it clipped (`data.AudioDataset`), and tools/emphasis_headroom.py measures a dataset beforehand.
+to make that impossible: on the corpora measured (docs/MEASUREMENTS.md, "Pre-emphasis") no sample of the data
+left [-1, 1], while the scale lowers the SNR of every sample; a clipped sample is an error e that
+de-emphasis spreads as e * a^k, a short click at worst. Building a dataset cache says how many samples it
+clipped (`data.AudioDataset`), and tools/emphasis_headroom.py measures a dataset beforehand.
 `decode` clips its output to [-1, 1]: levels from a model can de-emphasize to any value up to 1 / (1 - a).
 """
 
@@ -68,8 +68,10 @@ class Emphasis:
         """(..., n) audio -> ((..., n) float64 emphasized, new state: (...,) the last input sample)."""
         x = np.asarray(x, dtype=np.float64)
         prev = np.zeros(x.shape[:-1]) if state is None else np.asarray(state, dtype=np.float64)
-        if self.off or x.shape[-1] == 0:
-            return x.copy(), x[..., -1].copy() if x.shape[-1] else prev
+        if x.shape[-1] == 0:
+            return x.copy(), prev
+        if self.off:
+            return x.copy(), x[..., -1].copy()
         before = np.concatenate([prev[..., None], x[..., :-1]], axis=-1)  # x[n - 1]
         return x - self.a * before, x[..., -1].copy()
 
