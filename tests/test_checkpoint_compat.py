@@ -9,11 +9,12 @@ import pytest
 import torch
 import yaml
 
-from soundalike.checkpoint import FORMAT, build_model, load_checkpoint
+from soundalike.checkpoint import FORMAT, build_model, load_checkpoint, quantizer_of
 from soundalike.config import load_config
 from soundalike.errors import UserError
 from soundalike.evaluate import evaluate_checkpoint
 from soundalike.models import FAMILIES
+from soundalike.quantize import Quantizer
 from soundalike.sampling import Sampler
 from soundalike.train import Trainer
 from tests.conftest import ROOT
@@ -39,6 +40,10 @@ def test_old_checkpoint_loads_with_weights_only_and_renders_the_same_samples(nam
     assert ckpt["config"]["model"] == {"family": raw["family"], "output": "softmax", "mixtures": 10,
                                        **{k: raw["config"]["model"][k] for k in own if k in raw["config"]["model"]}}
     assert len(raw["config"]["model"]) > len(ckpt["config"]["model"])
+    # written before pre-emphasis existed: off
+    assert "pre_emphasis" not in raw["quantizer"] and "pre_emphasis" not in raw["config"]["data"]
+    assert quantizer_of(ckpt) == Quantizer(raw["quantizer"]["kind"], raw["quantizer"]["levels"], 0.0)
+    assert ckpt["config"]["data"]["pre_emphasis"] == 0.0
     s = record["sampler"]
     samples = Sampler(build_model(ckpt), s["batch"], s["temperature"], s["seed"]).generate(s["n"])
     assert samples.tolist() == s["samples"]

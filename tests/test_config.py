@@ -35,6 +35,10 @@ def test_overrides_are_typed_and_reach_nested_fields():
     ("model.family=rnn", "model.family: unknown family 'rnn' (known: samplernn, wavenet)"),
     ("model.family=[rnn]", "model.family: unknown family"),
     ("model=3", "model: expected a mapping"),
+    ("data.pre_emphasis=1", "data.pre_emphasis: must be at least 0 (0: off) and below 1, got 1.0"),
+    ("data.pre_emphasis=-0.5", "data.pre_emphasis: must be at least 0 (0: off) and below 1, got -0.5"),
+    ("data.pre_emphasis=.nan", "data.pre_emphasis: expected a finite number"),
+    ("data.pre_emphasis=high", "data.pre_emphasis: expected a number"),
 ])
 def test_bad_values_name_the_key(override, message):
     with pytest.raises(UserError, match=re.escape(message)):
@@ -54,6 +58,12 @@ def test_bad_yaml_file(tmp_path):
         load_config(p)
     with pytest.raises(UserError, match="config file not found"):
         load_config(tmp_path / "missing.yaml")
+
+
+def test_pre_emphasis_defaults_to_off_and_takes_a_coefficient():
+    assert load_config(None).data.pre_emphasis == 0.0
+    assert load_config(None, ["data.pre_emphasis=0.85"]).data.pre_emphasis == 0.85
+    assert load_config(None, ["data.pre_emphasis=0"]).data.pre_emphasis == 0.0
 
 
 def test_durations():

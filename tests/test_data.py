@@ -7,7 +7,8 @@ import pytest
 import soundfile as sf
 import torch
 
-from soundalike.data import AudioDataset, ReferenceTBPTTLoader, TBPTTLoader, eval_batches
+from soundalike.data import CACHE_NAME, AudioDataset, ReferenceTBPTTLoader, TBPTTLoader, eval_batches
+from soundalike.emphasis import Emphasis
 from soundalike.errors import UserError
 from soundalike.quantize import Quantizer
 
@@ -83,6 +84,35 @@ def test_cache_is_reused_and_rebuilt_when_the_manifest_changes(tmp_path):
     assert set(changed.data.tolist()) == {32768 + 2000}
     assert not other.exists()  # every cache of the old manifest is gone
     assert [p.name for p in (tmp_path / "cache").iterdir()] == [changed.cache_path.name]
+
+
+def test_pre_emphasis_filters_each_chunk_from_silence_and_has_its_own_cache(tmp_path, capsys):
+    rng = np.random.default_rng(5)
+    train = [rng.integers(-9000, 9000, n) for n in (300, 120)]
+    make_dataset(tmp_path, {"train": train}, gain=1.7)
+    plain = AudioDataset(tmp_path, Quantizer("mulaw", 256), "train")
+    q = Quantizer("mulaw", 256, 0.85)
+    ds = AudioDataset(tmp_path, q, "train")
+    # Each chunk starts after silence: x[-1] = 0, as the loader's context before a chunk's start.
+    want = [q.quantize(Emphasis(0.85).emphasize(a / 32768.0 * 1.7)[0]) for a in train]
+    np.testing.assert_array_equal(ds.data, np.concatenate(want))
+    assert not np.array_equal(ds.data, plain.data)
+    # Its own cache and key (another coefficient is another file); the plain cache keeps the name it had.
+    assert ds.cache_path.name == f"train-mulaw256-e0.85-{ds.manifest_sha[:16]}.npy"
+    assert plain.cache_path.name == f"train-mulaw256-{ds.manifest_sha[:16]}.npy"
+    assert ds.key != plain.key and plain.cache_path.exists()
+    other = AudioDataset(tmp_path, Quantizer("mulaw", 256, 0.5), "train")
+    assert len({other.cache_path, ds.cache_path, plain.cache_path}) == 3
+    assert all(CACHE_NAME.fullmatch(d.cache_path.name) for d in (ds, plain, other))
+    assert AudioDataset(tmp_path, q, "train").cache_path.stat().st_ino == ds.cache_path.stat().st_ino  # reused
+    assert "outside [-1, 1]" not in capsys.readouterr().err
+
+    manifest = json.loads((tmp_path / "manifest.json").read_text())
+    manifest["gain"] = 3.6  # loud enough that emphasis leaves [-1, 1]: clipped, and said so
+    (tmp_path / "manifest.json").write_text(json.dumps(manifest))
+    loud = AudioDataset(tmp_path, q, "train")
+    assert "pre-emphasis 0.85 took" in capsys.readouterr().err
+    assert [p.name for p in (tmp_path / "cache").iterdir()] == [loud.cache_path.name]  # old manifest's gone
 
 
 @pytest.mark.parametrize("breakage", ["no folder", "no manifest", "no chunk file", "empty split", "bad json"])

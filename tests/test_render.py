@@ -16,6 +16,8 @@ import torch
 from soundalike.checkpoint import build_model, load_checkpoint, model_payload, save_checkpoint
 from soundalike.cli import main
 from soundalike.config import Config, DataConfig
+from soundalike.dataset import normalization_gain
+from soundalike.emphasis import Emphasis, decode
 from soundalike.models import from_config
 from soundalike.models.samplernn.config import SampleRNNConfig
 from soundalike.quantize import Quantizer
@@ -25,18 +27,32 @@ ROOT = Path(__file__).resolve().parents[1]
 RATE = 8000  # not 16 kHz: the rate must come from the checkpoint
 
 
-@pytest.fixture
-def project(tmp_path, monkeypatch) -> Path:
+PLAIN, EMPHASIZED = Quantizer("mulaw", 256), Quantizer("mulaw", 256, 0.85)
+
+
+def make_project(tmp_path, monkeypatch, quantizer: Quantizer) -> Path:
     """A folder with runs/tiny/checkpoints/best.pt (random weights), as the working folder."""
-    cfg = Config(name="tiny", data=DataConfig(quantization="mulaw", q_levels=256),
+    cfg = Config(name="tiny", data=DataConfig(quantization="mulaw", q_levels=256,
+                                              pre_emphasis=quantizer.pre_emphasis),
                  model=SampleRNNConfig(frame_sizes=[4, 2], dim=16, emb_size=8))
     torch.manual_seed(0)
     model = from_config(cfg)
     path = tmp_path / "runs" / "tiny" / "checkpoints" / "best.pt"
-    save_checkpoint(path, model_payload(model, Quantizer("mulaw", 256), RATE, cfg.to_dict()))
+    save_checkpoint(path, model_payload(model, quantizer, RATE, cfg.to_dict()))
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("SOUNDALIKE_RENDER_STOP_AFTER", raising=False)
     return tmp_path
+
+
+@pytest.fixture
+def project(tmp_path, monkeypatch) -> Path:
+    return make_project(tmp_path, monkeypatch, PLAIN)
+
+
+@pytest.fixture
+def emphasized_project(tmp_path, monkeypatch) -> Path:
+    """The project's checkpoint, trained (so to speak) with data.pre_emphasis 0.85."""
+    return make_project(tmp_path, monkeypatch, EMPHASIZED)
 
 
 def render(*args: str) -> int:
@@ -50,9 +66,9 @@ def expected_levels(ckpt: Path, n: int, count: int, temps, seed: int, prime=None
     return sampler.generate(n).numpy()
 
 
-def pcm(levels: np.ndarray) -> np.ndarray:
-    """Levels -> the int16 samples a 16-bit WAV of them holds."""
-    audio = Quantizer("mulaw", 256).dequantize(levels)
+def pcm(levels: np.ndarray, quantizer: Quantizer = PLAIN, skip: int = 0) -> np.ndarray:
+    """Levels -> the int16 samples a 16-bit WAV of them holds (of those after the first `skip`)."""
+    audio = decode(levels, quantizer)[0][..., skip:]
     buf = Path(os.environ.get("TMPDIR", "/tmp")) / f"expected-{os.getpid()}.wav"
     sf.write(buf, audio, RATE, subtype="PCM_16")
     out, _ = sf.read(buf, dtype="int16")
@@ -140,6 +156,52 @@ def test_prime_is_converted_kept_and_continued(project):
     assert np.array_equal(got[1600:], pcm(expected_levels(ckpt, 800, 1, 1.0, 2, prime=prime)[0]))
     info = json.loads((project / "primed" / "render.json").read_text())
     assert info["prime"]["seconds"] == 0.2 and info["prime"]["keep"]
+
+
+def test_pre_emphasis_render_is_deemphasized_and_resumes_bitwise(emphasized_project, monkeypatch):
+    project = emphasized_project
+    common = ["--seconds", "1", "--block-seconds", "0.1", "--seed", "11", "--count", "2", "--temperature", "0.7"]
+    assert render(*common, "--out", "whole") == 0
+    ckpt = project / "runs" / "tiny" / "checkpoints" / "best.pt"
+    levels = expected_levels(ckpt, 8000, 2, 0.7, 11)
+    whole = [sf.read(project / "whole" / f"track-{i:02d}.wav", dtype="int16")[0] for i in range(2)]
+    for i in range(2):
+        assert np.array_equal(whole[i], pcm(levels[i], EMPHASIZED))
+        assert not np.array_equal(whole[i], pcm(levels[i]))  # de-emphasis did something
+    info = json.loads((project / "whole" / "render.json").read_text())
+    assert info["quantization"] == {"kind": "mulaw", "levels": 256, "pre_emphasis": 0.85}
+
+    monkeypatch.setenv("SOUNDALIKE_RENDER_STOP_AFTER", "3")
+    assert render(*common, "--out", "part") == 130
+    state = torch.load(project / "part" / ".render-state.pt", weights_only=True)["deemphasis"]
+    # 2400 samples: the filter stopped inside one of its sub-blocks, so resuming needs the pending inputs
+    assert state["carry"].shape == (2,) and state["pending"].shape == (2, 2400 % Emphasis(0.85).span) != (2, 0)
+    monkeypatch.setenv("SOUNDALIKE_RENDER_STOP_AFTER", "4")
+    assert render("--resume", "part") == 130
+    monkeypatch.delenv("SOUNDALIKE_RENDER_STOP_AFTER")
+    assert render("--resume", "part") == 0
+    for name in ("track-00.wav", "track-01.wav"):
+        assert (project / "part" / name).read_bytes() == (project / "whole" / name).read_bytes()
+
+
+def test_pre_emphasis_prime_is_emphasized_and_the_tracks_continue_its_deemphasis(emphasized_project):
+    project = emphasized_project
+    prime_file = project / "prime.wav"
+    t = np.arange(4000) / RATE
+    sf.write(prime_file, 0.4 * np.sin(2 * np.pi * 220 * t), RATE)
+    assert render("--prime", str(prime_file), "--prime-seconds", "0.2", "--seconds", "0.1", "--seed", "2",
+                  "--out", "primed") == 0
+    from soundalike.render import read_prime
+
+    prime = read_prime(str(prime_file), 0.2, RATE, EMPHASIZED)
+    audio = sf.read(prime_file, dtype="float32")[0][:1600].astype(np.float64)
+    emphasized = Emphasis(0.85).emphasize(audio * normalization_gain(float(np.abs(audio).max())))[0]
+    assert np.array_equal(prime, EMPHASIZED.quantize(emphasized))
+    ckpt = project / "runs" / "tiny" / "checkpoints" / "best.pt"
+    levels = np.concatenate([prime, expected_levels(ckpt, 800, 1, 1.0, 2, prime=prime)[0]])
+    got = sf.read(project / "primed" / "track-00.wav", dtype="int16")[0]
+    assert np.array_equal(got, pcm(levels, EMPHASIZED, skip=1600))  # not from silence: from the prime's end
+    assert not np.array_equal(got, pcm(levels[1600:], EMPHASIZED))
 
 
 def test_flac_output(project):

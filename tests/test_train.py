@@ -5,13 +5,20 @@ import subprocess
 import sys
 import time
 
+import numpy as np
 import pytest
+import soundfile as sf
 import torch
 
-from soundalike.checkpoint import load_checkpoint
+from soundalike.audio import write_wav
+from soundalike.callbacks import PreviewClips
+from soundalike.checkpoint import load_checkpoint, save_checkpoint
 from soundalike.cli import main
 from soundalike.config import load_config
+from soundalike.emphasis import decode
 from soundalike.evaluate import evaluate_checkpoint
+from soundalike.quantize import Quantizer
+from soundalike.sampling import generate
 from soundalike.train import Trainer
 from tests.conftest import ROOT
 
@@ -61,6 +68,27 @@ def test_training_learns_and_writes_the_run_folder(tiny_dataset, tmp_path):
     for weights in ("bf16", "int8"):
         b = evaluate_checkpoint(str(run / "checkpoints" / "best.pt"), "test", weights=weights)
         assert b["weights"] == weights and b["bits"] != r["bits"] and abs(b["bits"] - r["bits"]) < 0.05
+
+
+def test_pre_emphasis_reaches_the_checkpoint_and_the_preview_clips_are_deemphasized(tiny_dataset, tmp_path):
+    cfg = load_config(ROOT / "configs" / "demo-preemph.yaml", tiny_overrides(tiny_dataset, tmp_path, **{
+        "train.sample_seconds": 0.1}))
+    trainer = Trainer(cfg, device="cpu")
+    payload = trainer._training_state()
+    assert payload["quantizer"] == {"kind": "mulaw", "levels": 256, "pre_emphasis": 0.85}
+    assert payload["config"]["data"]["pre_emphasis"] == 0.85
+    assert trainer.train_set.cache_path.name.startswith("train-mulaw256-e0.85-")
+    PreviewClips()(trainer)
+    clip = sf.read(tmp_path / "tiny" / "samples" / "step-00000000" / "sample-00.wav", dtype="int16")[0]
+    levels = generate(trainer.model, len(clip), batch=1, temperature=cfg.train.sample_temperature,
+                      seed=cfg.train.seed).numpy()
+    for quantizer, same in ((trainer.quantizer, True), (Quantizer("mulaw", 256), False)):
+        write_wav(tmp_path / "expected.wav", decode(levels, quantizer)[0][0], 8000)
+        assert np.array_equal(clip, sf.read(tmp_path / "expected.wav", dtype="int16")[0]) == same
+    # evaluate reads the coefficient from the checkpoint: it measures the model on the emphasized data
+    save_checkpoint(tmp_path / "step0.pt", payload)
+    evaluate_checkpoint(str(tmp_path / "step0.pt"), "test")
+    assert [p.name[:20] for p in (tiny_dataset / "cache").glob("test-*e0.85*")] == ["test-mulaw256-e0.85-"]
 
 
 def test_numbered_checkpoints_keep_the_last_k(tiny_dataset, tmp_path):

@@ -28,6 +28,7 @@ class PreviewClips:
 
     def __call__(self, trainer: Trainer, force: bool = False) -> None:
         from .audio import write_wav
+        from .emphasis import decode
         from .sampling import generate
         from .stats import clip_stats
 
@@ -40,7 +41,7 @@ class PreviewClips:
                           temperature=t.sample_temperature, seed=t.seed + trainer.step, min_p=t.sample_min_p)
         trainer.model.train()
         stats = []
-        for i, clip in enumerate(trainer.quantizer.dequantize(levels.cpu().numpy())):
+        for i, clip in enumerate(decode(levels.cpu().numpy(), trainer.quantizer)[0]):
             wav = out / f"sample-{i:02d}.wav"
             write_wav(wav, clip, rate)
             write_json(wav.with_suffix(".json"), {

@@ -3,7 +3,8 @@ and the resolved config, so a checkpoint alone rebuilds the model and renders; t
 
 Only tensors, dicts, lists, strings and numbers: a checkpoint loads with `torch.load(..., weights_only=True)`.
 Format 3: the config's `model` section holds its family and that family's own fields, the output head's among
-them (`output`, `mixtures`). A checkpoint of an older format is converted when it is loaded (`CONVERTERS`).
+them (`output`, `mixtures`). A checkpoint of an older format is converted when it is loaded (`CONVERTERS`). A
+key added since then with a default is filled in with what its absence meant (`_fill_added`).
 """
 
 from __future__ import annotations
@@ -79,6 +80,15 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     while ckpt["format"] != FORMAT:
         ckpt = CONVERTERS[ckpt["format"]](ckpt)
         ckpt["format"] += 1
+    return _fill_added(ckpt)
+
+
+def _fill_added(ckpt: dict[str, Any]) -> dict[str, Any]:
+    """Keys added to format 2 with a default: a checkpoint without them was written before they existed."""
+    config = ckpt.get("config")
+    for section in (ckpt.get("quantizer"), config.get("data") if isinstance(config, dict) else None):
+        if isinstance(section, dict):
+            section.setdefault("pre_emphasis", 0.0)  # off
     return ckpt
 
 

@@ -22,6 +22,7 @@ from typing import Any
 
 import yaml
 
+from .emphasis import check_coefficient
 from .errors import UserError
 from .models import FAMILIES, FAMILY_NAMES, ModelConfig, heads
 
@@ -31,6 +32,7 @@ class DataConfig:
     path: str = "data/demo/dataset"  # a folder written by `soundalike slice`
     quantization: str = "mulaw"  # linear | mulaw
     q_levels: int = 256
+    pre_emphasis: float = 0.0  # y[n] = x[n] - a*x[n-1] before quantizing, undone on output; 0: off (emphasis.py)
 
 
 @dataclass
@@ -228,6 +230,7 @@ def validate(cfg: Config) -> None:
     if not 2 <= d.q_levels <= 65536:
         raise UserError(f"data.q_levels: must be between 2 and 65536, got {d.q_levels}")
     heads.check(cfg.model.output, cfg.model.mixtures, d.q_levels)
+    check_coefficient(d.pre_emphasis, "data.pre_emphasis")
     if not d.path:
         raise UserError("data.path: must name a dataset folder")
     if not cfg.run_root:

@@ -26,6 +26,7 @@ import contextlib
 import hashlib
 import math
 import re
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -37,12 +38,13 @@ from numpy.lib.stride_tricks import sliding_window_view
 
 from .atomic import atomic_path
 from .dataset import MANIFEST, SLICE_HINT, Manifest
+from .emphasis import Emphasis
 from .errors import UserError
 from .quantize import Quantizer
 
 # Part of the cache key: bump it when the cache layout changes so old caches are rebuilt, not misread.
 CACHE_VERSION = b"soundalike-data-cache-1"
-CACHE_NAME = re.compile(r"(?:train|valid|test)-(?:linear|mulaw)\d+-([0-9a-f]{16})\.npy")
+CACHE_NAME = re.compile(r"(?:train|valid|test)-(?:linear|mulaw)\d+(?:-e[0-9.e-]+)?-([0-9a-f]{16})\.npy")
 
 
 class Batch(NamedTuple):
@@ -57,7 +59,8 @@ class EvalBatch(NamedTuple):
 
 
 class AudioDataset:
-    """One split of a sliced dataset, gain applied and quantized, as one contiguous memory-mapped array."""
+    """One split of a sliced dataset, gain applied, pre-emphasized (`quantizer.pre_emphasis`, each chunk from
+    silence) and quantized, as one contiguous memory-mapped array."""
 
     def __init__(self, root: str | Path, quantizer: Quantizer, split: str) -> None:
         self.root = Path(root)
@@ -75,9 +78,11 @@ class AudioDataset:
             )
         self.starts = np.concatenate([[0], np.cumsum(self.lengths)[:-1]]).astype(np.int64)
 
-        # The manifest bytes pin down every chunk file and the gain; the name adds split and quantizer.
+        # The manifest bytes pin down every chunk file and the gain; the name adds split, quantizer and the
+        # pre-emphasis (exactly, by repr; none when off, so the caches made before it existed still serve).
         self.manifest_sha = hashlib.sha256(CACHE_VERSION + manifest.raw).hexdigest()
-        name = f"{split}-{quantizer.kind}{quantizer.levels}-{self.manifest_sha[:16]}"
+        emphasis = f"-e{quantizer.pre_emphasis!r}" if quantizer.pre_emphasis else ""
+        name = f"{split}-{quantizer.kind}{quantizer.levels}{emphasis}-{self.manifest_sha[:16]}"
         self.key = f"{name}-{self.manifest_sha}"  # identifies the exact data, for loader checkpoints
         self.cache_path = self.root / "cache" / f"{name}.npy"
         self.data: np.ndarray = self._open_cache()  # (N,) memmap of quantizer.dtype
@@ -87,7 +92,8 @@ class AudioDataset:
 
     def __repr__(self) -> str:
         return (f"AudioDataset({str(self.root)!r}, {self.split}, {len(self.lengths)} chunks, "
-                f"{len(self)} samples, {self.quantizer.kind}{self.quantizer.levels})")
+                f"{len(self)} samples, {self.quantizer.kind}{self.quantizer.levels}, "
+                f"pre-emphasis {self.quantizer.pre_emphasis:g})")
 
     def chunk(self, i: int) -> np.ndarray:
         """The levels of chunk i (manifest order within the split), a (length,) view of the memmap."""
@@ -105,13 +111,20 @@ class AudioDataset:
 
     def _build_cache(self, total: int) -> None:
         # Written through a memmap one chunk at a time, so building needs memory for one chunk only.
+        emphasis, clipped = Emphasis(self.quantizer.pre_emphasis), 0
         with atomic_path(self.cache_path, suffix=".npy") as tmp:
             out = np.lib.format.open_memmap(tmp, mode="w+", dtype=self.quantizer.dtype, shape=(total,))
             for path, start, n in zip(self.files, self.starts, self.lengths):
-                audio = self._read_chunk(path, int(n))
-                out[start: start + n] = self.quantizer.quantize(audio.astype(np.float64) * self.gain)
+                audio, _ = emphasis.emphasize(self._read_chunk(path, int(n)).astype(np.float64) * self.gain)
+                if not emphasis.off:
+                    clipped += int(np.count_nonzero(np.abs(audio) > 1))
+                out[start: start + n] = self.quantizer.quantize(audio)
             out.flush()
             del out
+        if clipped:
+            print(f"{self.root}: pre-emphasis {emphasis.a:g} took {clipped} of the {total} samples of the "
+                  f"{self.split} split outside [-1, 1]; they are clipped (tools/emphasis_headroom.py measures "
+                  "what that costs)", file=sys.stderr)
         # Caches of older manifests (any split or quantizer) would only fill the disk: no one can ask for them.
         for old in self.cache_path.parent.iterdir():
             m = CACHE_NAME.fullmatch(old.name)

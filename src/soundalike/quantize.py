@@ -3,6 +3,10 @@
 Both use a mid-tread grid, so digital silence (0.0) maps to level `levels // 2` and back to exactly 0.0.
 Level q stands for the value (q - levels // 2) * 2 / levels (linear), or the mu-law expansion of that value
 (mu = levels - 1). Values outside [-1, 1] are clipped. quantize(dequantize(q)) == q for every level.
+
+`pre_emphasis` (a, 0: off) records that the levels stand for pre-emphasized audio: the data and a prime are
+filtered by `emphasis.Emphasis(a)` before `quantize`, and `emphasis.decode` undoes it after `dequantize`.
+quantize and dequantize themselves are memoryless, sample by sample.
 """
 
 from __future__ import annotations
@@ -11,6 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .emphasis import check_coefficient
 from .errors import UserError
 
 KINDS = ("linear", "mulaw")
@@ -20,12 +25,14 @@ KINDS = ("linear", "mulaw")
 class Quantizer:
     kind: str = "mulaw"
     levels: int = 256
+    pre_emphasis: float = 0.0
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
             raise UserError(f"quantization: unknown kind {self.kind!r}; use one of {', '.join(KINDS)}")
         if not 2 <= self.levels <= 65536:
             raise UserError(f"quantization: levels must be between 2 and 65536, got {self.levels}")
+        check_coefficient(self.pre_emphasis, "quantization: pre_emphasis")
 
     @property
     def silence(self) -> int:
@@ -81,4 +88,4 @@ class Quantizer:
         return np.log2((self._expand(g + half) - self._expand(g - half)) * 32768.0)
 
     def to_dict(self) -> dict:
-        return {"kind": self.kind, "levels": self.levels}
+        return {"kind": self.kind, "levels": self.levels, "pre_emphasis": float(self.pre_emphasis)}

@@ -7,8 +7,9 @@ file and flushed, so the files are playable at every moment and memory does not 
 then the sampler's state (recurrent state, history, noise position) is saved atomically beside them, so
 `--resume DIR` continues an interrupted render exactly: the result is bitwise the uninterrupted one.
 FLAC output is written as WAV while rendering (a FLAC file is only readable once closed) and encoded at
-the end. Sample rate, quantization and bit depth (16-bit PCM) come from the checkpoint. A render resumes
-on the kind of device it started on (CPU or CUDA: they draw the noise differently).
+the end. Sample rate, quantization, pre-emphasis and bit depth (16-bit PCM) come from the checkpoint; the
+de-emphasis filter's state per track is part of the saved state. A render resumes on the kind of device it
+started on (CPU or CUDA: they draw the noise differently).
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from .atomic import atomic_path, check_folder, write_json
 from .audio import iter_blocks
 from .dataset import normalization_gain
 from .device import pick_device
+from .emphasis import DeemphasisState, Emphasis, decode
 from .errors import UserError
 from .quantize import Quantizer
 from .run_folder import RunFolder, newest_best, renders_for
@@ -108,7 +110,8 @@ def parse_temperatures(text: str, count: int) -> list[float]:
 
 
 def read_prime(path: str, seconds: float, rate: int, quantizer: Quantizer) -> np.ndarray:
-    """The first `seconds` of an audio file as levels: mono, at `rate`, at the dataset's level, quantized."""
+    """The first `seconds` of an audio file as levels: mono, at `rate`, at the dataset's level, pre-emphasized
+    (from silence, as a chunk of the data) and quantized."""
     want, parts = round(seconds * rate), []
     for block in iter_blocks(path, rate):
         parts.append(block[:want - sum(len(p) for p in parts)])
@@ -117,7 +120,7 @@ def read_prime(path: str, seconds: float, rate: int, quantizer: Quantizer) -> np
     audio = np.concatenate(parts).astype(np.float64)
     # Training data is normalized per dataset (dataset.normalization_gain); bring the prime to the same level.
     audio *= normalization_gain(float(np.abs(audio).max()))
-    return quantizer.quantize(audio)
+    return quantizer.quantize(Emphasis(quantizer.pre_emphasis).emphasize(audio)[0])
 
 
 def _new_folder(root: Path) -> Path:
@@ -157,6 +160,7 @@ class Render:
         self.target = round(params["seconds"] * self.rate)
         n = params["count"]
         self.peak, self.sumsq, self.frames = np.zeros(n), np.zeros(n), np.zeros(n, dtype=np.int64)
+        self.deemphasis: DeemphasisState | None = None  # the de-emphasis filter of every track, between blocks
         self.files: list[sf.SoundFile] = []
 
     @property
@@ -204,8 +208,12 @@ class Render:
             job.sampler.prime(prime)
         out.mkdir(parents=True, exist_ok=True)
         job.files = [sf.SoundFile(p, "w", job.rate, 1, SUBTYPE, format="WAV") for p in job.paths]
-        if prime is not None and args.keep_prime:
-            job._write(np.broadcast_to(prime, (args.count, len(prime))))
+        if prime is not None:
+            primed = np.broadcast_to(prime, (args.count, len(prime)))
+            if args.keep_prime:
+                job._write(primed)
+            else:  # the tracks continue the prime, so de-emphasis starts from its end, as the model does
+                job._decode(primed)
         job.params["prime_frames_kept"] = int(job.frames[0])
         job._save_state()
         job._write_info(complete=False)
@@ -229,6 +237,8 @@ class Render:
             raise UserError(f"{out / STATE}: not a render state this checkpoint can continue "
                             f"({type(e).__name__}: {e})") from None
         job.peak, job.sumsq, job.frames = (state[k].numpy() for k in ("peak", "sumsq", "frames"))
+        if "deemphasis" in state:
+            job.deemphasis = DeemphasisState(*(state["deemphasis"][k].numpy() for k in DeemphasisState._fields))
         if job.sampler.generated > job.target:
             raise UserError(f"{out}: already holds {job.sampler.generated / job.rate:g} s; --seconds must be more")
         for path, frames in zip(job.paths, job.frames):
@@ -244,8 +254,13 @@ class Render:
               file=sys.stderr)
         return job
 
+    def _decode(self, levels: np.ndarray) -> np.ndarray:
+        """(B, n) levels -> (B, n) float32 audio, carrying the de-emphasis state to the next block."""
+        audio, self.deemphasis = decode(levels, self.quantizer, self.deemphasis)
+        return audio
+
     def _write(self, levels: np.ndarray) -> None:
-        audio = self.quantizer.dequantize(levels)  # (B, n) float32
+        audio = self._decode(levels)  # (B, n) float32
         for i, f in enumerate(self.files):
             f.write(audio[i])
             f.flush()  # libsndfile rewrites the header: the file is valid up to here
@@ -257,6 +272,8 @@ class Render:
         # Tensors, not numpy arrays: the state is read back with weights_only=True, which runs no pickled code.
         state = {"params": self.params, "sampler": self.sampler.state_dict(), "peak": torch.from_numpy(self.peak),
                  "sumsq": torch.from_numpy(self.sumsq), "frames": torch.from_numpy(self.frames)}
+        if self.deemphasis is not None:
+            state["deemphasis"] = {k: torch.from_numpy(v) for k, v in self.deemphasis._asdict().items()}
         with atomic_path(self.out / STATE, suffix=".pt") as tmp:
             torch.save(state, tmp)
 
@@ -268,7 +285,7 @@ class Render:
             "tracks": [{"file": f"track-{i:02d}.{ext}", "temperature": t, "min_p": self.params.get("min_p", 0.0),
                         "seed": self.params["seed"], "stream": i} for i, t in enumerate(self.params["temperatures"])],
             "sample_rate": self.rate,
-            "quantization": {"kind": self.quantizer.kind, "levels": self.quantizer.levels},
+            "quantization": self.quantizer.to_dict(),
             "count": self.params["count"],
             "prime": self.params["prime"],
             "complete": complete,
@@ -335,10 +352,18 @@ def _read_state(path: Path) -> dict:
     ok = (isinstance(n, int) and n >= 1 and isinstance(state.get("sampler"), dict)
           and all(k in params for k in ("checkpoint", "seconds", "temperatures", "seed", "format", "block_seconds"))
           and all(isinstance(state.get(k), torch.Tensor) and state[k].shape == (n,)
-                  for k in ("peak", "sumsq", "frames")))
+                  for k in ("peak", "sumsq", "frames"))
+          and ("deemphasis" not in state or _deemphasis_ok(state["deemphasis"], n)))
     if not ok:
         raise UserError(f"{path}: not a soundalike render state (wrong structure)")
     return state
+
+
+def _deemphasis_ok(d: object, n: int) -> bool:
+    """The saved de-emphasis state of n tracks: carry (n,), pending (n, r) float64 tensors."""
+    return (isinstance(d, dict) and set(d) == set(DeemphasisState._fields)
+            and all(isinstance(v, torch.Tensor) and v.dtype == torch.float64 for v in d.values())
+            and d["carry"].shape == (n,) and d["pending"].dim() == 2 and d["pending"].shape[0] == n)
 
 
 def _check_seconds(flag: str, value: float) -> None:

@@ -130,7 +130,7 @@ class Trainer:
             self.run.path.rename(aside)
         self._barrier()
 
-        self.quantizer = Quantizer(cfg.data.quantization, cfg.data.q_levels)
+        self.quantizer = Quantizer(cfg.data.quantization, cfg.data.q_levels, cfg.data.pre_emphasis)
         self.train_set = AudioDataset(cfg.data.path, self.quantizer, "train")
         self.valid_set = AudioDataset(cfg.data.path, self.quantizer, "valid")
 
