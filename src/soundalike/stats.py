@@ -1,5 +1,5 @@
-"""Audio statistics of clips, a verdict on each (ok / silent / noise / clipped / stuck), and a Fréchet
-distance between the log-mel frame distributions of generated and real audio.
+"""Audio statistics of clips, a verdict on each (ok / silent / noise / clipped / stuck / crackle / dc / level /
+hiss), and a Fréchet distance between the log-mel frame distributions of generated and real audio.
 
 The verdict rules, checked in this order (the first that holds wins):
 
@@ -24,12 +24,47 @@ The verdict rules, checked in this order (the first that holds wins):
                straddling an onset that falls between two hops). The repeated span is the longest such run R
                plus min(R, L): the whole stretch when the loop plays on end (R >= L), the two copies of a
                phrase heard twice otherwise.
+- ``crackle``: at least CRACKLE_RATE (5) clicks a second. A click is a run of samples (gaps up to
+               CRACKLE_GAP_S, 2 ms, joined) whose 4th difference (CRACKLE_ORDER; weighs frequency f by
+               (2 sin(pi f / rate))^4, so tonal music's energy, falling with frequency, drops out and an
+               impulse stands out 6x) is at least CRACKLE_K (30) times the local scale and at least CRACKLE_MIN
+               (0.03 of full scale: a single-sample impulse of 0.005). The local scale is the median absolute
+               4th difference over CRACKLE_BLOCK_S (10 ms) blocks, as a Gaussian sigma, the largest of a block
+               and its two neighbours (a note's onset is judged by the sound that follows it). Real music has
+               few such events (sharp synthetic attacks, a note cut off with a step); model crackle is dense.
+
+The next three compare the clip with the data, the valid split of the dataset given (``--reference``; the
+gallery uses the run's dataset): its chunks' RMS, DC and noise floor, each chunk read at the dataset's gain
+like the audio the model learnt (a chunk file of that dataset itself is judged as stored). Without a
+dataset they are not judged. Each allows the whole range the data's own chunks span, plus a margin: music
+varies from chunk to chunk (soft passages, loud tutti), so a fixed distance from the data's mean would call
+real chunks bad.
+
+- ``dc``:      the clip's mean minus the data's is more than DC_OFFSET (0.02, -34 dBFS) outside the range
+               of the chunks' own. A step of that size clicks when playback starts or stops; music's own mean
+               over seconds is far smaller (a tone's incomplete cycle averages to under 1 / (pi f T): 0.002 for
+               a full-scale 20 Hz tone over 8 s), so only a recording made with an offset comes near.
+- ``level``:   the clip's RMS is more than LEVEL_DB (6 dB, four times the power) above the data's loudest
+               chunk, or more than LEVEL_QUIET_DB (20 dB) below its quietest: a soft passage of real music can
+               sit well below the quietest chunk of a few minutes of the valid split.
+- ``hiss``:    ``hiss_db`` is more than HISS_DB (6 dB) above the highest of the data's chunks.
 - ``ok``:      none of the above.
+
+The noise floor (``floor_db``, per octave band from 1 kHz up: 1-2, 2-4, 4-8 and, at 32 kHz and above, 8-16
+kHz) is the level of the quietest moments in each band: the FLOOR_PERCENTILE-th (10th) percentile over time
+of the band's power in FLOOR_FRAME_S (50 ms) Hann frames every 25 ms, in dBFS, a band's level being its share
+of the mean square (white noise of RMS r reads r^2 * bandwidth / (rate / 2)). Long enough frames that a
+band's estimate is steady (the 1-2 kHz band holds 50 FFT bins), short enough to fall between notes. The
+percentile of a noisy estimate reads ~1 dB low in that band; that is corrected, so steady noise reads its own
+level. ``hiss_bands_db`` is the clip's floor minus the data's (the median of its chunks') per band, both
+raised to HISS_FLOOR_DB (-80 dBFS: quieter hiss is inaudible at listening level, and an 8-bit mu-law
+model idling one level either side of silence reads about that); ``hiss_db``, their mean over the bands from
+HISS_FROM_HZ (2 kHz) up, where music is quiet and model hiss shows. ``level_db`` and ``dc_diff`` are the
+clip's RMS and DC minus the data's.
 
 The Fréchet distance (FAD-like, without a downloaded embedding model) compares Gaussian fits of 64-band
 log-mel frames (log10 power floored at -100 dB, 16 kHz, 64 ms windows, 32 ms hop) of generated audio with
-the dataset's valid split, read as stored (the dataset's gain is not applied, so compare audio at listening
-level). Two anchors give it a scale: white noise at the valid split's RMS level (far) and the train split
+the dataset's valid split, read at the dataset's gain (the level the model learnt). Two anchors give it a scale: white noise at the valid split's RMS level (far) and the train split
 (near 0, what a perfect model would score). Like FAD it reads higher for few frames, so compare like
 amounts of audio.
 """
@@ -82,6 +117,7 @@ HISS_FROM_HZ = 2000
 HISS_FLOOR_DB = -80.0
 DC_OFFSET = 0.02
 LEVEL_DB = 6.0
+LEVEL_QUIET_DB = 20.0
 HISS_DB = 6.0
 
 VERDICTS = ("ok", "silent", "noise", "clipped", "stuck", "crackle", "dc", "level", "hiss")
@@ -326,7 +362,7 @@ def _verdict(s: dict, levels: Levels | None = None) -> tuple[str, str]:
         return "dc", (f"DC {s['dc_offset']:+.3f}, {s['dc_diff']:+.3f} from the data's (its chunks "
                       f"{lo:+.3f}..{hi:+.3f})")
     lo, hi = span["level_db"]
-    if not lo - LEVEL_DB <= s["level_db"] <= hi + LEVEL_DB:
+    if not lo - LEVEL_QUIET_DB <= s["level_db"] <= hi + LEVEL_DB:
         return "level", f"RMS {s['level_db']:+.1f} dB from the data's (its chunks {lo:+.1f}..{hi:+.1f} dB)"
     hi = span["hiss_db"][1]
     if s["hiss_db"] is not None and math.isfinite(hi) and s["hiss_db"] > hi + HISS_DB:
