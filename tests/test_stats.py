@@ -360,11 +360,11 @@ def test_reference_saves_its_levels_and_loads_an_older_file(tmp_path, dataset):
 
 
 def test_chunks_of_the_dataset_are_judged_as_stored(tmp_path, capsys):
-    """With a gain of 4 (+12 dB) the stored chunks are quieter than the data the model learns; they are still
+    """With a gain of 1/4 (-12 dB) the stored chunks are louder than the data the model learns; they are still
     the data, while the same file elsewhere (a model's output) is judged at the gain."""
     dataset = make_dataset(tmp_path / "loud", train=1, valid=3)
     manifest = json.loads((dataset / "manifest.json").read_text())
-    (dataset / "manifest.json").write_text(json.dumps({**manifest, "gain": 4.0}))
+    (dataset / "manifest.json").write_text(json.dumps({**manifest, "gain": 0.25}))
     chunk = dataset / "chunks" / "valid" / "0a1b2c3d-000100.wav"
     (tmp_path / "out").mkdir()
     copy = tmp_path / "out" / "copy.wav"
@@ -373,4 +373,4 @@ def test_chunks_of_the_dataset_are_judged_as_stored(tmp_path, capsys):
     assert cli.main(["stats", str(chunk), str(copy), "--reference", str(dataset), "--json", str(report)]) == 0
     clips = json.loads(report.read_text())["clips"]
     assert [c["verdict"] for c in clips] == ["ok", "level"]
-    assert clips[1]["level_db"] == pytest.approx(clips[0]["level_db"] - 12.04, abs=0.05)
+    assert clips[1]["level_db"] == pytest.approx(clips[0]["level_db"] + 12.04, abs=0.05)
