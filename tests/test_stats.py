@@ -137,6 +137,8 @@ def test_stereo_empty_and_short_clips():
     assert clip_stats(stereo, RATE)["verdict"] == "ok"
     assert clip_stats(np.zeros(0, np.float32), RATE)["verdict"] == "silent"
     assert clip_stats(white(0.01), RATE)["seconds"] == 0.01  # shorter than one analysis window
+    low = clip_stats(white(2.0, rate=1000), 1000)  # no band of the noise floor fits under 500 Hz
+    assert low["floor_db"] == {} and low["verdict"] == "noise"
 
 
 def test_clipping_counts_flat_tops_not_loud_peaks():

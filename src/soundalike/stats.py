@@ -201,9 +201,11 @@ def noise_floor(x: np.ndarray, rate: int) -> dict[str, float]:
     window = np.hanning(n + 1)[:-1]
     scale = 2.0 / (n * float(np.sum(window**2)))  # one-sided periodogram -> mean square (Parseval)
     bands = [(lo, hi) for lo, hi in FLOOR_BANDS if hi <= rate / 2]
+    if not bands:
+        return {}
     masks = np.stack([(bins >= lo) & (bins < hi) for lo, hi in bands], axis=1).astype(np.float32)  # (bins, B)
-    levels = np.concatenate([_db((p @ masks) * scale) for p in stft_power(x, n, n // 2)])  # (frames, B)
-    floor = np.percentile(levels, FLOOR_PERCENTILE, axis=0)
+    band_db = np.concatenate([_db((p @ masks) * scale) for p in stft_power(x, n, n // 2)])  # (frames, B)
+    floor = np.percentile(band_db, FLOOR_PERCENTILE, axis=0)
     z = NormalDist().inv_cdf(FLOOR_PERCENTILE / 100)
     out = {}
     for (lo, hi), count, value in zip(bands, masks.sum(axis=0), floor):
@@ -400,8 +402,8 @@ class Levels:
         data = self.floor
         bands = {k: round(max(v, HISS_FLOOR_DB) - max(data[k], HISS_FLOOR_DB), 2)
                  for k, v in floor.items() if k in data}
-        high = [v for (lo, hi), v in ((b, bands.get(band_name(*b))) for b in FLOOR_BANDS)
-                if lo >= HISS_FROM_HZ and v is not None]
+        high = [bands[band_name(lo, hi)] for lo, hi in FLOOR_BANDS
+                if lo >= HISS_FROM_HZ and band_name(lo, hi) in bands]
         return (round(float(np.mean(high)), 2) if high else None), bands
 
     def compare(self, s: dict) -> dict:
