@@ -75,6 +75,7 @@ import argparse
 import json
 import math
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from statistics import NormalDist
 
@@ -390,7 +391,7 @@ class Levels:
     seconds: float
     gain: float
 
-    @property
+    @cached_property
     def floor(self) -> dict[str, float]:
         """The data's noise floor per band: the median of its chunks', dBFS."""
         return {band_name(*b): float(np.median(c[np.isfinite(c)]))
