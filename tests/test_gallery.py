@@ -134,6 +134,29 @@ def test_pictures_are_cached_until_the_wav_changes(project):
     assert "1 noise" in page  # the statistics were redone too
 
 
+def test_page_judges_clips_against_the_data(project):
+    """Hiss and crackle in a checkpoint's samples are named; the data's own chunks stay ok. A reference cached
+    before the levels existed is made again."""
+    folder = project / "samples" / "step-00001000"
+    clean = notes(1.0, seed=1)
+    hissy = clean + 10 ** (-40 / 20) * np.random.default_rng(5).standard_normal(len(clean))
+    crackly = clean.copy()
+    crackly[np.random.default_rng(6).choice(len(clean), 30, replace=False)] += 0.2
+    for i, clip in ((2, hissy), (3, crackly)):
+        sf.write(folder / f"sample-{i:02d}.wav", clip, RATE, subtype="PCM_16")
+    cached = project / "gallery" / "reference.npz"
+    with np.load(cached) as z:
+        np.savez(cached, **{k: z[k] for k in z.files if not k.startswith("levels_") and k != "format"})
+    page = build_gallery(project).read_text(encoding="utf-8")
+    assert "4 clips · 2 ok, 1 crackle, 1 hiss" in page
+    assert re.search(r'class="badge v-hiss" title="noise floor above 2 kHz \+\d+\.\d dB over the data', page)
+    assert "dB vs data" in page and "clicks" in page and "noise floor 1-2k" in page
+    data = page[page.index("<h2>Training data</h2>"):]
+    assert data.count('class="badge v-ok"') == data.count('class="badge ')  # every chunk shown is ok
+    with np.load(cached) as z:
+        assert "levels_rms_db" in z.files
+
+
 def test_a_bare_or_broken_run_still_gets_a_page(tmp_path, project):
     bare = tmp_path / "runs" / "empty"
     bare.mkdir(parents=True)

@@ -11,7 +11,17 @@ import soundfile as sf
 
 from soundalike import cli
 from soundalike.spectrogram import log_mel, mel_filterbank
-from soundalike.stats import FrameGaussian, clip_stats, frame_features, frechet_distance, reference
+from soundalike.stats import (
+    CRACKLE_RATE,
+    FrameGaussian,
+    Reference,
+    clip_stats,
+    frame_features,
+    frechet_distance,
+    judge,
+    noise_floor,
+    reference,
+)
 
 RATE = 16000
 
@@ -127,6 +137,8 @@ def test_stereo_empty_and_short_clips():
     assert clip_stats(stereo, RATE)["verdict"] == "ok"
     assert clip_stats(np.zeros(0, np.float32), RATE)["verdict"] == "silent"
     assert clip_stats(white(0.01), RATE)["seconds"] == 0.01  # shorter than one analysis window
+    low = clip_stats(white(2.0, rate=1000), 1000)  # no band of the noise floor fits under 500 Hz
+    assert low["floor_db"] == {} and low["verdict"] == "noise"
 
 
 def test_clipping_counts_flat_tops_not_loud_peaks():
@@ -135,6 +147,28 @@ def test_clipping_counts_flat_tops_not_loud_peaks():
     # A mu-law model's top level is below 1.0: its flat tops there count all the same.
     x = np.clip(4.0 * np.sin(2 * np.pi * 110 * t), -1.0, 0.958).astype(np.float32)
     assert clip_stats(x, RATE)["clip_fraction"] > 0.5
+
+
+def chord(seconds: float, rate: int) -> np.ndarray:
+    """Clean steady tones, all below 1 kHz: nothing of them in the bands the noise floor reads."""
+    t = np.arange(int(seconds * rate)) / rate
+    return sum(0.2 * np.sin(2 * np.pi * f * t) for f in (220.0, 277.2, 329.6, 440.0))
+
+
+@pytest.mark.parametrize("rate", [16000, 44100])
+def test_noise_floor_reads_white_noise_at_its_band_level(rate):
+    rng = np.random.default_rng(0)
+    clean = noise_floor(chord(6.0, rate), rate)
+    assert list(clean) == ["1-2k", "2-4k", "4-8k"] + ["8-16k"] * (rate >= 32000)
+    for level_db in (-40.0, -60.0):
+        sigma = 10 ** (level_db / 20)
+        floor = noise_floor(chord(6.0, rate) + sigma * rng.standard_normal(6 * rate), rate)
+        for band, value in floor.items():
+            lo, hi = (float(v) * 1000 for v in band[:-1].split("-"))
+            # White noise spreads its power evenly over 0 .. rate / 2: a band holds its share.
+            expected = level_db + 10 * math.log10((hi - lo) / (rate / 2))
+            assert value == pytest.approx(expected, abs=0.5), (band, level_db)
+            assert clean[band] < expected - 30, band  # the tones alone read far lower
 
 
 def test_log_mel_levels_and_filterbank():
@@ -211,11 +245,19 @@ def test_stats_command_prints_a_table_and_writes_json(tmp_path, dataset, capsys)
     assert cli.main(["stats", str(clips), "--reference", str(dataset), "--json", str(out)]) == 0
     printed = capsys.readouterr().out
     assert "verdict" in printed and "noise" in printed and "silent" in printed and "Fréchet" in printed
+    assert "hiss dB" in printed and "clicks/s" in printed and "noise floor 1-2k" in printed
     report = json.loads(out.read_text())
     assert [c["verdict"] for c in report["clips"]] == ["ok", "noise", "silent"]
     assert report["verdicts"]["ok"] == 1
+    assert list(report["clips"][0]["floor_db"]) == ["1-2k", "2-4k", "4-8k"]
+    assert list(report["clips"][2]["floor_db"]) == ["1-2k", "2-4k"]  # 8 kHz: nothing above 4 kHz
+    assert report["levels"]["chunks"] == 3 and set(report["levels"]["chunk_ranges"]) == {
+        "level_db", "dc_diff", "hiss_db"}
     f = report["frechet"]
     assert f["train_split"] < f["generated"] < f["white_noise"]
+    assert cli.main(["stats", str(clips / "a.wav")]) == 0
+    printed = capsys.readouterr().out
+    assert "not judged without --reference" in printed
 
 
 def test_stats_command_reports_user_errors(tmp_path, capsys):
@@ -225,3 +267,112 @@ def test_stats_command_reports_user_errors(tmp_path, capsys):
     assert cli.main(["stats", str(tmp_path), "--reference", str(tmp_path)]) == 2  # no manifest.json
     errors = capsys.readouterr().err
     assert errors.count("soundalike stats: error:") == 3 and "manifest.json" in errors
+
+
+def with_clicks(x: np.ndarray, per_s: float, amplitude: float = 0.1, seed: int = 0) -> np.ndarray:
+    """Single-sample clicks of either sign at random places, per_s a second on average."""
+    rng = np.random.default_rng(seed)
+    y = x.copy()
+    where = rng.choice(len(x), int(per_s * len(x) / RATE), replace=False)
+    y[where] += amplitude * rng.choice([-1.0, 1.0], len(where)).astype(np.float32)
+    return y
+
+
+def hissy(x: np.ndarray, level_db: float) -> np.ndarray:
+    return (x + 10 ** (level_db / 20) * np.random.default_rng(3).standard_normal(len(x))).astype(np.float32)
+
+
+FAULTS = {  # a music-like clip like the dataset's chunks, with one fault each; (verdict with, without the data)
+    "clean": (lambda x: x, "ok", "ok"),
+    "DC +0.1": (lambda x: x + np.float32(0.1), "dc", "ok"),
+    "8 dB louder": (lambda x: x * np.float32(10 ** (8 / 20)), "level", "ok"),
+    "15 dB quieter, a soft passage": (lambda x: x * np.float32(10 ** (-15 / 20)), "ok", "ok"),
+    "25 dB quieter": (lambda x: x * np.float32(10 ** (-25 / 20)), "level", "ok"),
+    "20 clicks/s": (lambda x: with_clicks(x, 20), "crackle", "crackle"),
+    "hiss at -50 dBFS": (lambda x: hissy(x, -50), "hiss", "ok"),
+}
+
+
+@pytest.mark.parametrize("name", FAULTS)
+def test_faults_against_the_data(name, dataset):
+    fault, with_data, without = FAULTS[name]
+    levels = reference(dataset).levels
+    x = fault(music(6.0, seed=7))
+    s = clip_stats(x, RATE, levels)
+    assert s["verdict"] == with_data, (name, s["why"])
+    alone = clip_stats(x, RATE)  # no data: dc, level and hiss are not judged
+    assert alone["verdict"] == without, (name, alone["why"])
+    assert alone["level_db"] is alone["dc_diff"] is alone["hiss_db"] is None
+    assert judge(alone, levels) == s  # statistics cached without the data are judged the same later
+
+
+def test_fault_figures(dataset):
+    levels = reference(dataset).levels
+    clean = clip_stats(music(6.0, seed=7), RATE, levels)
+    assert abs(clean["level_db"]) < 1 and abs(clean["dc_diff"]) < 1e-3 and clean["crackle_per_s"] == 0
+    loud = clip_stats(music(6.0, seed=7) * np.float32(10 ** (8 / 20)), RATE, levels)
+    assert loud["level_db"] == pytest.approx(clean["level_db"] + 8, abs=0.05)
+    clicks = clip_stats(with_clicks(music(6.0, seed=7), 20), RATE)
+    assert CRACKLE_RATE < clicks["crackle_per_s"] <= 20
+    # Noise of RMS -50 dBFS holds 1/4 of its power in 2-4 kHz (-56 dBFS) and 1/2 in 4-8 kHz (-53), well above
+    # this clip's own floor there; the data's floor counts from HISS_FLOOR_DB (-80) up.
+    hiss = clip_stats(hissy(music(6.0, seed=7), -50), RATE, levels)
+    expected = {band: noise - max(levels.floor[band], -80.0) for band, noise in (("2-4k", -56.0), ("4-8k", -53.0))}
+    assert levels.floor["4-8k"] < -80 and expected["2-4k"] > 3
+    for band, diff in expected.items():
+        assert hiss["hiss_bands_db"][band] == pytest.approx(diff, abs=1), band
+    assert hiss["hiss_db"] == pytest.approx(np.mean(list(expected.values())), abs=1)
+
+
+def test_demo_corpus_chunks_stay_ok_with_and_without_the_data(tmp_path):
+    """The demo corpus has clicks of its own (steps where a note is cut), quiet intros and clean silence."""
+    demo = pytest.importorskip("soundalike.demo_corpus")
+    chunks = []
+    for seed in (3, 4):
+        audio, _ = demo.render_track(seed, 0, 20.0)
+        mono = audio.mean(axis=1) if audio.ndim == 2 else audio
+        window = 6 * demo.SAMPLE_RATE
+        chunks += [mono[i:i + window] for i in range(0, len(mono) - window + 1, window // 2)]
+    root = tmp_path / "demo"
+    for i, chunk in enumerate(chunks):
+        (root / "chunks" / "valid").mkdir(parents=True, exist_ok=True)
+        sf.write(root / "chunks" / "valid" / f"c-{i:06d}.wav", chunk, demo.SAMPLE_RATE, subtype="PCM_16")
+    manifest = {"format": 1, "params": {"sample_rate": demo.SAMPLE_RATE}, "gain": 1.0, "summary": {},
+                "chunks": [{"file": f"chunks/valid/c-{i:06d}.wav", "source": "x", "offset": 0.0,
+                            "samples": len(c), "split": "valid"} for i, c in enumerate(chunks)]}
+    (root / "manifest.json").write_text(json.dumps(manifest))
+    levels = reference(root).levels
+    for i, chunk in enumerate(chunks):
+        s = clip_stats(chunk, demo.SAMPLE_RATE, levels)
+        assert s["verdict"] == "ok", (i, s["why"])
+        assert s["crackle_per_s"] < CRACKLE_RATE / 2, i
+
+
+def test_reference_saves_its_levels_and_loads_an_older_file(tmp_path, dataset):
+    ref = reference(dataset)
+    ref.save(tmp_path / "ref.npz")
+    back = Reference.load(tmp_path / "ref.npz")
+    assert back.levels.summary() == ref.levels.summary()
+    np.testing.assert_array_equal(back.levels.floor_db, ref.levels.floor_db)
+    # Format 1 (before the levels): the Fréchet sums load, the levels are None.
+    np.savez(tmp_path / "old.npz", dataset=np.array(str(dataset)), **ref.valid.to_arrays("valid"),
+             **ref.noise.to_arrays("noise"))
+    old = Reference.load(tmp_path / "old.npz")
+    assert old.levels is None and old.valid.n == ref.valid.n
+
+
+def test_chunks_of_the_dataset_are_judged_as_stored(tmp_path, capsys):
+    """With a gain of 1/4 (-12 dB) the stored chunks are louder than the data the model learns; they are still
+    the data, while the same file elsewhere (a model's output) is judged at the gain."""
+    dataset = make_dataset(tmp_path / "loud", train=1, valid=3)
+    manifest = json.loads((dataset / "manifest.json").read_text())
+    (dataset / "manifest.json").write_text(json.dumps({**manifest, "gain": 0.25}))
+    chunk = dataset / "chunks" / "valid" / "0a1b2c3d-000100.wav"
+    (tmp_path / "out").mkdir()
+    copy = tmp_path / "out" / "copy.wav"
+    copy.write_bytes(chunk.read_bytes())
+    report = tmp_path / "report.json"
+    assert cli.main(["stats", str(chunk), str(copy), "--reference", str(dataset), "--json", str(report)]) == 0
+    clips = json.loads(report.read_text())["clips"]
+    assert [c["verdict"] for c in clips] == ["ok", "level"]
+    assert clips[1]["level_db"] == pytest.approx(clips[0]["level_db"] + 12.04, abs=0.05)

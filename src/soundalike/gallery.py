@@ -29,19 +29,23 @@ from .errors import UserError
 from .run_folder import RunFolder
 from .spectrogram import log_mel
 from .stats import (
+    HISS_DB,
     VERDICTS,
     FrameGaussian,
+    Levels,
     Reference,
     clip_stats,
     dataset_chunks,
+    format_floor,
     frame_features,
     frechet_distance,
+    judge,
     load_audio,
     reference,
     spread,
 )
 
-CACHE_VERSION = 1  # bump when clip_stats changes, so cached statistics are made again
+CACHE_VERSION = 2  # bump when clip_stats changes, so cached statistics are made again
 IMAGE_W = 400  # px; the PNGs are shown at this width
 MEL_H = 96
 WAVE_H = 48
@@ -296,13 +300,21 @@ def _prepare(clip: Clip, with_frames: bool) -> None:
         clip.error = str(e)
 
 
+def _judge(clips: list[Clip], levels: Levels | None) -> None:
+    """Judge the clips' statistics (cached without the data) against the data's levels: dc, level and hiss."""
+    if levels is not None:
+        for c in clips:
+            if c.stats and not c.error:
+                c.stats = judge(c.stats, levels)
+
+
 def _reference(dataset: Path, cache: Path) -> Reference | None:
-    """The dataset's Fréchet reference, cached until the manifest changes."""
+    """The dataset's Fréchet reference and levels, cached until the manifest changes."""
     path = cache / "reference.npz"
     try:
         if _fresh(path, dataset / MANIFEST):
             ref = Reference.load(path)
-            if ref.dataset == str(dataset):
+            if ref.dataset == str(dataset) and ref.levels is not None:  # one saved before the levels is redone
                 return ref
         ref = reference(dataset)
         ref.save(path)
@@ -342,8 +354,9 @@ def _badge(stats: dict, error: str = "") -> str:
 
 
 def _stats_html(s: dict) -> str:
+    vs_data = f" ({_fmt(s.get('level_db'), '+.1f')} vs data)" if s.get("level_db") is not None else ""
     cells = [
-        ("level", f"{_fmt(s.get('rms_db'), '.1f')} / {_fmt(s.get('peak_db'), '.1f')} dB"),
+        ("level", f"{_fmt(s.get('rms_db'), '.1f')} / {_fmt(s.get('peak_db'), '.1f')} dB{vs_data}"),
         ("silence", _fmt(s.get("silence_fraction"), ".0%")),
         ("centroid", _fmt(s.get("centroid_hz"), ".0f", " Hz")),
         ("flatness", _fmt(s.get("flatness"), ".3g")),
@@ -351,6 +364,9 @@ def _stats_html(s: dict) -> str:
         ("DC", _fmt(s.get("dc_offset"), "+.4f")),
         ("clipping", _fmt(s.get("clip_fraction"), ".1%")),
         ("loop", f"{_fmt(s.get('loop_s'), '.2f', ' s')} for {_fmt(s.get('loop_repeat_s'), '.1f', ' s')}"),
+        ("clicks", _fmt(s.get("crackle_per_s"), ".1f", " /s")),
+        ("floor", f"{format_floor(s.get('floor_db'))} dB"),
+        ("hiss", _fmt(s.get("hiss_db"), "+.1f", " dB vs data")),
     ]
     spans = "".join(f"<span>{k}</span><span>{_esc(v)}</span>" for k, v in cells)
     return f'<div class="stats">{spans}</div>'
@@ -435,8 +451,17 @@ def _data_html(dataset: Path, examples: list[Clip], table: list[Clip], ref: Refe
             f"white noise at the same level <b>{_fmt(d['white_noise'], '.1f')}</b>. Each checkpoint's figure "
             f"is above and in its group's heading; a handful of clips reads somewhat higher than a long "
             f"split.</p>")
+    if ref is not None and ref.levels is not None:
+        lv = ref.levels.summary()
+        hiss = lv["chunk_ranges"]["hiss_db"][1]
+        floor = ", ".join(f"{k} {v:.0f}" for k, v in lv["floor_db"].items())
+        out.append(
+            f"<p>The valid split at the gain the model learns: RMS {_fmt(lv['rms_db'], '.1f')} dBFS, DC "
+            f"{_fmt(lv['dc'], '+.4f')}, noise floor {_esc(floor)} dBFS. A clip's <i>hiss</i> is its floor above "
+            f"2 kHz against this; the data's own chunks reach {_fmt(hiss, '+.1f')} dB, and a clip more than "
+            f"{HISS_DB:g} dB beyond is called <i>hiss</i>.</p>")
     head = "<tr><th>chunk</th><th>sec</th><th>rms dB</th><th>silence</th><th>centroid</th><th>flatness</th>" \
-           "<th>ZCR</th><th>clipping</th><th>loop</th><th>verdict</th></tr>"
+           "<th>ZCR</th><th>clipping</th><th>loop</th><th>clicks/s</th><th>hiss dB</th><th>verdict</th></tr>"
     rows = []
     for c in table:
         s = c.stats
@@ -445,7 +470,8 @@ def _data_html(dataset: Path, examples: list[Clip], table: list[Clip], ref: Refe
             f"<td>{_fmt(s.get('rms_db'), '.1f')}</td><td>{_fmt(s.get('silence_fraction'), '.0%')}</td>"
             f"<td>{_fmt(s.get('centroid_hz'), '.0f')}</td><td>{_fmt(s.get('flatness'), '.3g')}</td>"
             f"<td>{_fmt(s.get('zcr'), '.3f')}</td><td>{_fmt(s.get('clip_fraction'), '.1%')}</td>"
-            f"<td>{_fmt(s.get('loop_repeat_s'), '.1f', ' s')}</td><td>{_badge(s, c.error)}</td></tr>")
+            f"<td>{_fmt(s.get('loop_repeat_s'), '.1f', ' s')}</td><td>{_fmt(s.get('crackle_per_s'), '.1f')}</td>"
+            f"<td>{_fmt(s.get('hiss_db'), '+.1f')}</td><td>{_badge(s, c.error)}</td></tr>")
     out.append("<table>" + head + "".join(rows) + "</table>")
     out.append(f'<div class="cards">{"".join(_card(c, page_dir) for c in examples)}</div>')
     return "".join(out)
@@ -466,9 +492,12 @@ def _data_section(dataset: Path, cache: Path) -> tuple[list[Clip], list[Clip], R
         examples.append(Clip(middle, cache / "data" / middle.parent.name / middle.stem, {"split": "train"}))
     else:
         examples = table[:2]
-    for c in table + [c for c in examples if all(c is not t for t in table)]:
+    shown = table + [c for c in examples if all(c is not t for t in table)]
+    for c in shown:
         _prepare(c, with_frames=False)
-    return table, examples, _reference(dataset, cache)
+    ref = _reference(dataset, cache)
+    _judge(shown, ref.levels.as_stored() if ref is not None and ref.levels is not None else None)
+    return table, examples, ref
 
 
 def build_gallery(run_dir: str | Path, renders_dir: str | Path | None = None) -> Path:
@@ -501,6 +530,7 @@ def build_gallery(run_dir: str | Path, renders_dir: str | Path | None = None) ->
     for g in renders + samples:
         for c in g.clips:
             _prepare(c, with_frames=ref is not None)
+        _judge(g.clips, ref.levels if ref is not None else None)
         frames = [c.frames for c in g.clips if c.frames is not None]
         if ref is not None and frames and sum(f.n for f in frames) >= 2:
             g.frechet = frechet_distance(sum(frames[1:], frames[0]), ref.valid)

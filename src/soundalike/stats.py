@@ -1,5 +1,5 @@
-"""Audio statistics of clips, a verdict on each (ok / silent / noise / clipped / stuck), and a Fréchet
-distance between the log-mel frame distributions of generated and real audio.
+"""Audio statistics of clips, a verdict on each (ok / silent / noise / clipped / stuck / crackle / dc / level /
+hiss), and a Fréchet distance between the log-mel frame distributions of generated and real audio.
 
 The verdict rules, checked in this order (the first that holds wins):
 
@@ -24,12 +24,47 @@ The verdict rules, checked in this order (the first that holds wins):
                straddling an onset that falls between two hops). The repeated span is the longest such run R
                plus min(R, L): the whole stretch when the loop plays on end (R >= L), the two copies of a
                phrase heard twice otherwise.
+- ``crackle``: at least CRACKLE_RATE (5) clicks a second. A click is a run of samples (gaps up to
+               CRACKLE_GAP_S, 2 ms, joined) whose 4th difference (CRACKLE_ORDER; weighs frequency f by
+               (2 sin(pi f / rate))^4, so tonal music's energy, falling with frequency, drops out and an
+               impulse stands out 6x) is at least CRACKLE_K (30) times the local scale and at least CRACKLE_MIN
+               (0.03 of full scale: a single-sample impulse of 0.005). The local scale is the median absolute
+               4th difference over CRACKLE_BLOCK_S (10 ms) blocks, as a Gaussian sigma, the largest of a block
+               and its two neighbours (a note's onset is judged by the sound that follows it). Real music has
+               few such events (sharp synthetic attacks, a note cut off with a step); model crackle is dense.
+
+The next three compare the clip with the data, the valid split of the dataset given (``--reference``; the
+gallery uses the run's dataset): its chunks' RMS, DC and noise floor, each chunk read at the dataset's gain
+like the audio the model learnt (a chunk file of that dataset itself is judged as stored). Without a
+dataset they are not judged. Each allows the whole range the data's own chunks span, plus a margin: music
+varies from chunk to chunk (soft passages, loud tutti), so a fixed distance from the data's mean would call
+real chunks bad.
+
+- ``dc``:      the clip's mean minus the data's is more than DC_OFFSET (0.02, -34 dBFS) outside the range
+               of the chunks' own. A step of that size clicks when playback starts or stops; music's own mean
+               over seconds is far smaller (a tone's incomplete cycle averages to under 1 / (pi f T): 0.002 for
+               a full-scale 20 Hz tone over 8 s), so only a recording made with an offset comes near.
+- ``level``:   the clip's RMS is more than LEVEL_DB (6 dB, four times the power) above the data's loudest
+               chunk, or more than LEVEL_QUIET_DB (20 dB) below its quietest: a soft passage of real music can
+               sit well below the quietest chunk of a few minutes of the valid split.
+- ``hiss``:    ``hiss_db`` is more than HISS_DB (6 dB) above the highest of the data's chunks.
 - ``ok``:      none of the above.
+
+The noise floor (``floor_db``, per octave band from 1 kHz up: 1-2, 2-4, 4-8 and, at 32 kHz and above, 8-16
+kHz) is the level of the quietest moments in each band: the FLOOR_PERCENTILE-th (10th) percentile over time
+of the band's power in FLOOR_FRAME_S (50 ms) Hann frames every 25 ms, in dBFS, a band's level being its share
+of the mean square (white noise of RMS r reads r^2 * bandwidth / (rate / 2)). Long enough frames that a
+band's estimate is steady (the 1-2 kHz band holds 50 FFT bins), short enough to fall between notes. The
+percentile of a noisy estimate reads ~1 dB low in that band; that is corrected, so steady noise reads its own
+level. ``hiss_bands_db`` is the clip's floor minus the data's (the median of its chunks') per band, both
+raised to HISS_FLOOR_DB (-80 dBFS: quieter hiss is inaudible at listening level, and an 8-bit mu-law
+model idling one level either side of silence reads about that); ``hiss_db``, their mean over the bands from
+HISS_FROM_HZ (2 kHz) up, where music is quiet and model hiss shows. ``level_db`` and ``dc_diff`` are the
+clip's RMS and DC minus the data's.
 
 The Fréchet distance (FAD-like, without a downloaded embedding model) compares Gaussian fits of 64-band
 log-mel frames (log10 power floored at -100 dB, 16 kHz, 64 ms windows, 32 ms hop) of generated audio with
-the dataset's valid split, read as stored (the dataset's gain is not applied, so compare audio at listening
-level). Two anchors give it a scale: white noise at the valid split's RMS level (far) and the train split
+the dataset's valid split, read at the dataset's gain (the level the model learnt). Two anchors give it a scale: white noise at the valid split's RMS level (far) and the train split
 (near 0, what a perfect model would score). Like FAD it reads higher for few frames, so compare like
 amounts of audio.
 """
@@ -40,7 +75,9 @@ import argparse
 import json
 import math
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
+from statistics import NormalDist
 
 import numpy as np
 import soundfile as sf
@@ -68,8 +105,23 @@ LOOP_RANGE_DB = 60.0  # bands this far below the clip's loudest are floored: the
 STUCK_FRACTION = 0.6
 STUCK_MIN_S = 5.0
 LOUDNESS_STEP_S = 0.5
+CRACKLE_ORDER = 4
+CRACKLE_K = 30.0
+CRACKLE_MIN = 0.03
+CRACKLE_BLOCK_S = 0.01
+CRACKLE_GAP_S = 0.002
+CRACKLE_RATE = 5.0
+FLOOR_FRAME_S = 0.05
+FLOOR_PERCENTILE = 10.0
+FLOOR_BANDS = ((1000, 2000), (2000, 4000), (4000, 8000), (8000, 16000))  # Hz; a band above Nyquist is left out
+HISS_FROM_HZ = 2000
+HISS_FLOOR_DB = -80.0
+DC_OFFSET = 0.02
+LEVEL_DB = 6.0
+LEVEL_QUIET_DB = 20.0
+HISS_DB = 6.0
 
-VERDICTS = ("ok", "silent", "noise", "clipped", "stuck")
+VERDICTS = ("ok", "silent", "noise", "clipped", "stuck", "crackle", "dc", "level", "hiss")
 AUDIO_SUFFIXES = {".wav", ".flac", ".ogg", ".oga", ".aif", ".aiff", ".mp3", ".opus"}
 
 FEATURE_RATE = 16000
@@ -132,6 +184,59 @@ def _clip_fraction(x: np.ndarray) -> float:
     return clipped / len(x)
 
 
+def band_name(lo: float, hi: float) -> str:
+    """An octave band's key in the statistics: (1000, 2000) -> "1-2k"."""
+    return f"{lo / 1000:g}-{hi / 1000:g}k"
+
+
+def noise_floor(x: np.ndarray, rate: int) -> dict[str, float]:
+    """The noise floor of each FLOOR_BANDS band below the Nyquist frequency, dBFS: the FLOOR_PERCENTILE-th
+    percentile over time of the band's level in FLOOR_FRAME_S frames (Hann, half overlapping).
+
+    A band's level is its share of the mean-square power, so white noise of variance v reads
+    v * (hi - lo) / (rate / 2). The percentile of a noisy estimate reads below the mean, by ~1 dB in the 1 kHz
+    wide band; that is corrected (Wilson-Hilferty, for Gaussian noise) so steady noise reads its own level.
+    """
+    n = round(FLOOR_FRAME_S * rate)
+    bins = np.fft.rfftfreq(n, 1.0 / rate)
+    window = np.hanning(n + 1)[:-1]
+    scale = 2.0 / (n * float(np.sum(window**2)))  # one-sided periodogram -> mean square (Parseval)
+    bands = [(lo, hi) for lo, hi in FLOOR_BANDS if hi <= rate / 2]
+    if not bands:
+        return {}
+    masks = np.stack([(bins >= lo) & (bins < hi) for lo, hi in bands], axis=1).astype(np.float32)  # (bins, B)
+    band_db = np.concatenate([_db((p @ masks) * scale) for p in stft_power(x, n, n // 2)])  # (frames, B)
+    floor = np.percentile(band_db, FLOOR_PERCENTILE, axis=0)
+    z = NormalDist().inv_cdf(FLOOR_PERCENTILE / 100)
+    out = {}
+    for (lo, hi), count, value in zip(bands, masks.sum(axis=0), floor):
+        # A Hann-windowed periodogram summed over `count` bins: about chi-square with 2 * count * 18/35 degrees
+        # of freedom; Wilson-Hilferty gives the ratio of its percentile to its mean.
+        a = 2.0 / (9.0 * 2.0 * count * 18.0 / 35.0)
+        bias_db = 30.0 * math.log10(1.0 - a + z * math.sqrt(a))
+        out[band_name(lo, hi)] = round(max(float(value) - bias_db, FLOOR_DB), 2)
+    return out
+
+
+def crackle_rate(x: np.ndarray, rate: int) -> float:
+    """Clicks per second: runs of samples (gaps up to CRACKLE_GAP_S joined) whose CRACKLE_ORDER-th difference is
+    at least CRACKLE_K times the local robust scale and at least CRACKLE_MIN (see the module docstring)."""
+    d = np.abs(np.diff(x.astype(np.float64), CRACKLE_ORDER))
+    block = max(1, round(CRACKLE_BLOCK_S * rate))
+    if len(d) < block:
+        return 0.0
+    whole = len(d) // block * block
+    # Median absolute value over CRACKLE_BLOCK_S blocks, as a Gaussian sigma; a click is too brief to move it.
+    sigma = np.median(d[:whole].reshape(-1, block), axis=1) / 0.6745  # (blocks,)
+    padded = np.concatenate((sigma[:1], sigma, sigma[-1:]))
+    # The largest of the block and its two neighbours: a note's onset is judged by the sound that follows it.
+    local = np.maximum(np.maximum(padded[:-2], padded[1:-1]), padded[2:])
+    threshold = np.pad(np.repeat(CRACKLE_K * local, block), (0, len(d) - whole), mode="edge")  # (len(d),)
+    hits = np.flatnonzero(d >= np.maximum(threshold, CRACKLE_MIN))
+    clicks = int(len(hits) > 0) + int(np.sum(np.diff(hits) > CRACKLE_GAP_S * rate))
+    return clicks / (len(x) / rate)
+
+
 def _longest_loop(mel: np.ndarray, sounding: np.ndarray, hop_s: float) -> tuple[float, float, float]:
     """(loop length, repeated span) in seconds of the loop that covers most audio, and the fraction of all
     (frame, lag) pairs that match (near 1 when the sound never changes: a held tone or steady noise).
@@ -155,10 +260,12 @@ def _longest_loop(mel: np.ndarray, sounding: np.ndarray, hop_s: float) -> tuple[
     return best_lag * hop_s, best_span * hop_s, matched / max(pairs, 1)
 
 
-def clip_stats(audio: np.ndarray, rate: int) -> dict:
-    """Statistics and a verdict of one clip, mono (samples,) or (samples, channels) floats in [-1, 1].
+def clip_stats(audio: np.ndarray, rate: int, levels: Levels | None = None) -> dict:
+    """Statistics and a verdict of one clip, mono (samples,) or (samples, channels) floats in [-1, 1], judged
+    against the data's levels where given (see judge).
 
-    Every value is a plain float / int / str / list, ready for JSON. Levels are dBFS (unweighted RMS).
+    Every value is a plain float / int / str / list / dict or None, ready for JSON. Levels are dBFS (unweighted
+    RMS).
     """
     x = np.asarray(audio, dtype=np.float32)
     if x.ndim == 2:
@@ -209,9 +316,24 @@ def clip_stats(audio: np.ndarray, rate: int) -> dict:
         "loop_s": round(loop_s, 3),
         "loop_repeat_s": round(repeat_s, 2),
         "steadiness": round(steady, 3),
+        "crackle_per_s": round(crackle_rate(x, rate), 2),
+        "floor_db": noise_floor(x, rate),
     }
-    stats["verdict"], stats["why"] = _verdict(stats)
-    return stats
+    return judge(stats, levels)
+
+
+def judge(stats: dict, levels: Levels | None) -> dict:
+    """Statistics of clip_stats with their comparison to the data's levels (level_db, dc_diff, hiss_db and
+    hiss_bands_db; None without levels) and the verdict. Without levels dc, level and hiss are not judged.
+
+    Separate from clip_stats so that statistics cached without a dataset can be judged against one later.
+    """
+    s = {k: v for k, v in stats.items() if k not in ("verdict", "why")}
+    if "silence_fraction" not in s:  # an empty clip
+        return dict(stats)
+    s.update(levels.compare(s) if levels is not None else dict.fromkeys(COMPARED))
+    s["verdict"], s["why"] = _verdict(s, levels)
+    return s
 
 
 def _sig(v: float, digits: int = 3) -> float:
@@ -219,7 +341,7 @@ def _sig(v: float, digits: int = 3) -> float:
     return float(f"{v:.{digits}g}")
 
 
-def _verdict(s: dict) -> tuple[str, str]:
+def _verdict(s: dict, levels: Levels | None = None) -> tuple[str, str]:
     """Apply the rules of the module docstring, in order; returns (verdict, a short reason)."""
     if s["silence_fraction"] >= SILENT_FRACTION:
         return "silent", f"{s['silence_fraction']:.0%} of frames below {SILENCE_DB:g} dBFS"
@@ -233,7 +355,99 @@ def _verdict(s: dict) -> tuple[str, str]:
         if s["steadiness"] >= STEADY:
             return "stuck", f"the sound does not change for {s['loop_repeat_s']:.1f} s (a held note or drone)"
         return "stuck", f"a {s['loop_s']:.2f} s loop repeats for {s['loop_repeat_s']:.1f} s"
+    if s["crackle_per_s"] >= CRACKLE_RATE:
+        return "crackle", f"{s['crackle_per_s']:.1f} clicks/s >= {CRACKLE_RATE:g}"
+    if levels is None:
+        return "ok", ""
+    span = levels.ranges()
+    lo, hi = span["dc_diff"]
+    if not lo - DC_OFFSET <= s["dc_diff"] <= hi + DC_OFFSET:
+        return "dc", (f"DC {s['dc_offset']:+.3f}, {s['dc_diff']:+.3f} from the data's (its chunks "
+                      f"{lo:+.3f}..{hi:+.3f})")
+    lo, hi = span["level_db"]
+    if not lo - LEVEL_QUIET_DB <= s["level_db"] <= hi + LEVEL_DB:
+        return "level", f"RMS {s['level_db']:+.1f} dB from the data's (its chunks {lo:+.1f}..{hi:+.1f} dB)"
+    hi = span["hiss_db"][1]
+    if s["hiss_db"] is not None and math.isfinite(hi) and s["hiss_db"] > hi + HISS_DB:
+        return "hiss", (f"noise floor above {HISS_FROM_HZ / 1000:g} kHz {s['hiss_db']:+.1f} dB over the data's "
+                        f"(its chunks up to {hi:+.1f} dB)")
     return "ok", ""
+
+
+# ---- the data's levels: what dc, level and hiss judge a clip against ---------------------------------------
+
+COMPARED = ("level_db", "dc_diff", "hiss_db", "hiss_bands_db")
+
+
+@dataclass
+class Levels:
+    """RMS, DC and noise floor of each chunk read of the valid split, and of all of it; at `gain`."""
+
+    rms_db: np.ndarray  # (chunks,)
+    dc: np.ndarray  # (chunks,)
+    floor_db: np.ndarray  # (chunks, len(FLOOR_BANDS)); NaN in a band above the data's Nyquist frequency
+    mean_square: float  # of all the audio read
+    mean: float  # its DC
+    seconds: float
+    gain: float
+
+    @cached_property
+    def floor(self) -> dict[str, float]:
+        """The data's noise floor per band: the median of its chunks', dBFS."""
+        return {band_name(*b): float(np.median(c[np.isfinite(c)]))
+                for b, c in zip(FLOOR_BANDS, self.floor_db.T) if np.isfinite(c).any()}
+
+    def hiss(self, floor: dict[str, float]) -> tuple[float | None, dict[str, float]]:
+        """A clip's noise floor against the data's: the difference per band (both raised to HISS_FLOOR_DB) and
+        its mean over the bands from HISS_FROM_HZ up (None if there are none), dB."""
+        data = self.floor
+        bands = {k: round(max(v, HISS_FLOOR_DB) - max(data[k], HISS_FLOOR_DB), 2)
+                 for k, v in floor.items() if k in data}
+        high = [bands[band_name(lo, hi)] for lo, hi in FLOOR_BANDS
+                if lo >= HISS_FROM_HZ and band_name(lo, hi) in bands]
+        return (round(float(np.mean(high)), 2) if high else None), bands
+
+    def compare(self, s: dict) -> dict:
+        """The COMPARED figures of clip statistics s."""
+        hiss, bands = self.hiss(s["floor_db"])
+        return {"level_db": round(s["rms_db"] - float(_db(self.mean_square)), 2),
+                "dc_diff": round(s["dc_offset"] - self.mean, 5), "hiss_db": hiss, "hiss_bands_db": bands}
+
+    def ranges(self) -> dict[str, tuple[float, float]]:
+        """The range (lowest, highest) of the chunks' own level_db, dc_diff and hiss_db (NaN if none)."""
+        names = [band_name(*b) for b in FLOOR_BANDS]
+        hiss = [self.hiss({k: v for k, v in zip(names, row) if math.isfinite(v)})[0] for row in self.floor_db]
+        out = {}
+        for key, values in (("level_db", self.rms_db - _db(self.mean_square)), ("dc_diff", self.dc - self.mean),
+                            ("hiss_db", np.array([np.nan if h is None else h for h in hiss]))):
+            values = np.asarray(values, dtype=np.float64)
+            values = values[np.isfinite(values)]
+            out[key] = (float(values.min()), float(values.max())) if len(values) else (math.nan, math.nan)
+        return out
+
+    def as_stored(self) -> Levels:
+        """The same levels without the dataset's gain: what the chunk files themselves read."""
+        db = 20.0 * math.log10(self.gain)
+        return Levels(self.rms_db - db, self.dc / self.gain, self.floor_db - db, self.mean_square / self.gain**2,
+                      self.mean / self.gain, self.seconds, 1.0)
+
+    def summary(self) -> dict:
+        """For the JSON report: the data's figures and the ranges its chunks span."""
+        return {"chunks": len(self.rms_db), "seconds": round(self.seconds, 1), "gain": self.gain,
+                "rms_db": round(float(_db(self.mean_square)), 2), "dc": round(self.mean, 5),
+                "floor_db": {k: round(v, 2) for k, v in self.floor.items()},
+                "chunk_ranges": {k: [round(v, 3) for v in lh] for k, lh in self.ranges().items()}}
+
+    def to_arrays(self, prefix: str) -> dict[str, np.ndarray]:
+        return {f"{prefix}_{k}": np.asarray(getattr(self, k))
+                for k in ("rms_db", "dc", "floor_db", "mean_square", "mean", "seconds", "gain")}
+
+    @classmethod
+    def from_arrays(cls, arrays, prefix: str) -> Levels:
+        a = {k: arrays[f"{prefix}_{k}"] for k in ("rms_db", "dc", "floor_db", "mean_square", "mean", "seconds",
+                                                  "gain")}
+        return cls(a["rms_db"], a["dc"], a["floor_db"].reshape(-1, len(FLOOR_BANDS)),
+                   *(float(a[k]) for k in ("mean_square", "mean", "seconds", "gain")))
 
 
 # ---- Fréchet distance between log-mel frame distributions -------------------------------------------------
@@ -327,9 +541,10 @@ def dataset_gain(dataset: str | Path) -> float:
 
 
 def fit_files(files: list[Path], max_seconds: float | None = None,
-              gain: float = 1.0) -> tuple[FrameGaussian, float, float]:
-    """Fréchet sums of files (spread evenly up to max_seconds, scaled by gain), their seconds and mean square."""
-    g, seconds, energy, samples = FrameGaussian.empty(), 0.0, 0.0, 0
+              gain: float = 1.0) -> tuple[FrameGaussian, Levels]:
+    """Fréchet sums and Levels of files (spread evenly up to max_seconds, scaled by gain)."""
+    g, seconds, energy, total, samples = FrameGaussian.empty(), 0.0, 0.0, 0.0, 0
+    rms_db, dc, floor = [], [], []
     if max_seconds is not None and files:
         # Chunks of one dataset share a length; read one to know how many fit.
         first = sf.info(str(files[0])).duration
@@ -339,19 +554,29 @@ def fit_files(files: list[Path], max_seconds: float | None = None,
         audio = audio * np.float32(gain)
         g = g + FrameGaussian.of(frame_features(audio, rate))
         seconds += len(audio) / rate
-        energy += float(np.sum(audio.astype(np.float64) ** 2))
-        samples += len(audio)
-    return g, seconds, energy / max(samples, 1)
+        square, mean = float(np.sum(audio.astype(np.float64) ** 2)), float(np.sum(audio, dtype=np.float64))
+        energy, total, samples = energy + square, total + mean, samples + len(audio)
+        rms_db.append(float(_db(square / max(len(audio), 1))))
+        dc.append(mean / max(len(audio), 1))
+        bands = noise_floor(audio, rate)
+        floor.append([bands.get(band_name(*b), np.nan) for b in FLOOR_BANDS])
+    levels = Levels(np.array(rms_db), np.array(dc), np.array(floor).reshape(-1, len(FLOOR_BANDS)),
+                    energy / max(samples, 1), total / max(samples, 1), seconds, gain)
+    return g, levels
+
+
+REFERENCE_FORMAT = 2  # 1: the Fréchet sums only (loads, without levels); 2: with the valid split's Levels
 
 
 @dataclass
 class Reference:
-    """The valid split's Fréchet sums and the two anchors' (white noise, train split)."""
+    """The valid split's Fréchet sums and Levels, and the two anchors' sums (white noise, train split)."""
 
     dataset: str
     valid: FrameGaussian
     noise: FrameGaussian
     train: FrameGaussian | None
+    levels: Levels | None = None
 
     def distances(self, generated: FrameGaussian) -> dict:
         """Fréchet distance of generated audio to the valid split, beside the anchors'."""
@@ -362,23 +587,27 @@ class Reference:
         }
 
     def save(self, path: str | Path) -> None:
-        """Write the sums as .npz, atomically."""
+        """Write the sums and levels as .npz, atomically."""
         arrays = {**self.valid.to_arrays("valid"), **self.noise.to_arrays("noise")}
         if self.train is not None:
             arrays.update(self.train.to_arrays("train"))
+        if self.levels is not None:
+            arrays.update(self.levels.to_arrays("levels"))
         with atomic_path(path, suffix=".npz") as tmp, open(tmp, "wb") as f:
-            np.savez(f, dataset=np.array(self.dataset), **arrays)
+            np.savez(f, format=np.array(REFERENCE_FORMAT), dataset=np.array(self.dataset), **arrays)
 
     @classmethod
     def load(cls, path: str | Path) -> Reference:
+        """Read a saved reference; one of format 1 has no levels (None)."""
         with np.load(path) as z:
             train = FrameGaussian.from_arrays(z, "train") if "train_n" in z else None
+            levels = Levels.from_arrays(z, "levels") if "levels_rms_db" in z else None
             return cls(str(z["dataset"]), FrameGaussian.from_arrays(z, "valid"),
-                       FrameGaussian.from_arrays(z, "noise"), train)
+                       FrameGaussian.from_arrays(z, "noise"), train, levels)
 
 
 def reference(dataset: str | Path, max_seconds: float = REFERENCE_SECONDS) -> Reference:
-    """Fit the valid split of a sliced dataset and the anchors, up to max_seconds each.
+    """Fit the valid split of a sliced dataset (Fréchet sums and Levels) and the anchors, up to max_seconds each.
 
     Chunks are scaled by the dataset's gain: generated audio comes out at the level the model was trained on.
     """
@@ -386,16 +615,16 @@ def reference(dataset: str | Path, max_seconds: float = REFERENCE_SECONDS) -> Re
     if not valid_files:
         raise UserError(f"{dataset}: the dataset has no valid-split chunks to compare against")
     gain = dataset_gain(dataset)
-    valid, seconds, mean_square = fit_files(valid_files, max_seconds, gain)
+    valid, levels = fit_files(valid_files, max_seconds, gain)
     if valid.n < 2:
         raise UserError(f"{dataset}: the valid split is too short to compare against")
     # Noise as loud as the real audio and as long: the anchor then differs in spectrum only.
     rng = np.random.default_rng(0)
-    noise_audio = rng.standard_normal(round(seconds * FEATURE_RATE)) * math.sqrt(mean_square)
+    noise_audio = rng.standard_normal(round(levels.seconds * FEATURE_RATE)) * math.sqrt(levels.mean_square)
     noise = FrameGaussian.of(frame_features(noise_audio, FEATURE_RATE))
     train_files = dataset_chunks(dataset, "train")
     train = fit_files(train_files, max_seconds, gain)[0] if train_files else None
-    return Reference(str(dataset), valid, noise, train if train is not None and train.n >= 2 else None)
+    return Reference(str(dataset), valid, noise, train if train is not None and train.n >= 2 else None, levels)
 
 
 # ---- command line -----------------------------------------------------------------------------------------
@@ -445,23 +674,38 @@ def _row(cells: list[str], widths: list[int]) -> str:
     return "  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(cells, widths)))
 
 
+def _opt(v: object, spec: str) -> str:
+    """A number formatted, or "-" where it is missing (a figure that needs --reference)."""
+    return f"{v:{spec}}" if isinstance(v, (int, float)) else "-"
+
+
+def format_floor(floor: dict | None) -> str:
+    """A clip's noise floor per band as "-62/-70/-85" (dBFS, bands from 1 kHz up)."""
+    return "/".join(f"{v:.0f}" for v in floor.values()) if floor else "-"
+
+
 def format_table(rows: list[tuple[str, dict]]) -> str:
     """A plain-text table of (name, clip_stats) pairs."""
     head = ["file", "sec", "rms dB", "silence", "centroid", "flatness", "zcr", "dc", "clip", "loop/span s",
-            "verdict"]
+            "clicks/s", "floor 1-2/2-4/4-8/8-16k", "level", "hiss dB", "verdict"]
     body = [
         [
             name, f"{s['seconds']:.1f}", f"{s.get('rms_db', FLOOR_DB):.1f}",
             f"{s.get('silence_fraction', 1.0):.0%}", f"{s.get('centroid_hz', 0):.0f}",
             f"{s.get('flatness', 0):.3g}", f"{s.get('zcr', 0):.3f}", f"{s.get('dc_offset', 0):+.3f}",
             f"{s.get('clip_fraction', 0):.1%}", f"{s.get('loop_s', 0):.2f}/{s.get('loop_repeat_s', 0):.1f}",
-            s["verdict"] + (f" ({s['why']})" if s.get("why") else ""),
+            _opt(s.get("crackle_per_s"), ".1f"), format_floor(s.get("floor_db")), _opt(s.get("level_db"), "+.1f"),
+            _opt(s.get("hiss_db"), "+.1f"), s["verdict"] + (f" ({s['why']})" if s.get("why") else ""),
         ]
         for name, s in rows
     ]
     widths = [max(len(r[i]) for r in [head, *body]) for i in range(len(head))]
     widths[-1] = 0  # the reason is free text at the end of the line
     return "\n".join(_row(r, widths).rstrip() for r in [head, *body])
+
+
+def _within(path: Path, folder: Path) -> bool:
+    return path.resolve().is_relative_to(folder.resolve())
 
 
 def run(args: argparse.Namespace) -> int:
@@ -476,14 +720,25 @@ def run(args: argparse.Namespace) -> int:
     clips, generated = [], FrameGaussian.empty()
     for path in files:
         audio, rate = load_audio(path)
-        clips.append({"file": str(path), **clip_stats(audio, rate)})
+        levels = ref.levels if ref is not None else None
+        if levels is not None and _within(path, Path(args.reference)):
+            levels = levels.as_stored()  # a chunk of the dataset itself, stored before the gain
+        clips.append({"file": str(path), **clip_stats(audio, rate, levels)})
         if ref is not None:
             generated = generated + FrameGaussian.of(frame_features(audio, rate))
     print(format_table([(c["file"], c) for c in clips]))
     counts = {v: sum(c["verdict"] == v for c in clips) for v in VERDICTS}
     print("verdicts: " + ", ".join(f"{n} {v}" for v, n in counts.items() if n))
-    report: dict = {"clips": clips, "verdicts": counts}
-    if ref is not None:
+    report: dict = {"clips": clips, "verdicts": counts, "levels": None}
+    if ref is None:
+        print("dc, level and hiss are not judged without --reference (the data's own levels)")
+    else:
+        report["levels"] = ref.levels.summary()
+        lv, span = report["levels"], report["levels"]["chunk_ranges"]
+        print(f"data ({args.reference}, valid split at gain {lv['gain']:.3f}): RMS {lv['rms_db']:.1f} dBFS "
+              f"(chunks {span['level_db'][0]:+.1f}..{span['level_db'][1]:+.1f} dB), DC {lv['dc']:+.4f}, "
+              f"noise floor {', '.join(f'{k} {v:.0f}' for k, v in lv['floor_db'].items())} dBFS "
+              f"(chunks' hiss up to {_opt(span['hiss_db'][1], '+.1f')} dB)")
         d = ref.distances(generated)
         report["frechet"] = {"reference": f"{args.reference} (valid split)", **d}
         fmt = {k: "n/a" if v is None else f"{v:.1f}" for k, v in d.items()}
