@@ -65,10 +65,14 @@ def summary(report: dict) -> dict:
     """The figures of a `soundalike stats --json` report: verdict counts and the clips' mean figures."""
     clips = report["clips"]
     row: dict = {"verdicts": {k: v for k, v in report["verdicts"].items() if v}}
-    for key in ("dc", "rms_db", "hiss_db", "crackle_per_s"):
+    for key in ("dc_offset", "dc_diff", "rms_db", "level_db", "hiss_db", "crackle_per_s"):
         values = [c[key] for c in clips if isinstance(c.get(key), (int, float))]
         if values:
-            row[key] = round(float(np.mean(values)), 4 if key == "dc" else 2)
+            row[key] = round(float(np.mean(values)), 4 if key.startswith("dc") else 2)
+    bands = [c["hiss_bands_db"] for c in clips if isinstance(c.get("hiss_bands_db"), dict)]
+    if bands:
+        row["hiss_bands_db"] = {b: round(float(np.mean([x[b] for x in bands if isinstance(x.get(b), (int, float))])), 1)
+                                for b in bands[0]}
     if "frechet" in report:
         row["frechet"] = report["frechet"].get("generated")
     if "reference" in report:

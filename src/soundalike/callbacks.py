@@ -15,7 +15,7 @@ if TYPE_CHECKING:
     from .train import Trainer
 
 GALLERY_EVERY_S = 120  # the page redraws pictures; frequent validations need not redraw it each time
-BAD_VERDICTS = ("noise", "silent", "stuck", "clipped")
+BAD_VERDICTS = ("noise", "silent", "stuck", "clipped", "crackle")
 
 
 class Job(Protocol):
