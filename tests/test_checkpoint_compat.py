@@ -20,7 +20,8 @@ from soundalike.train import Trainer
 from tests.conftest import ROOT
 
 FIXTURES = ROOT / "tests" / "fixtures"
-NAMES = ["format1-samplernn", "format1-wavenet"]
+NAMES = [f"format{n}-{family}" for n in (1, 2) for family in ("samplernn", "wavenet")]
+HEAD = {"output": "softmax", "mixtures": 10}  # what format 3 added; every older model ended in this softmax
 
 
 def fixture(name: str) -> tuple[Path, dict]:
@@ -28,18 +29,27 @@ def fixture(name: str) -> tuple[Path, dict]:
     return FIXTURES / f"{name}.pt", json.loads((FIXTURES / f"{name}.json").read_text())
 
 
+def written_format(name: str) -> int:
+    return int(name.removeprefix("format").split("-")[0])
+
+
 @pytest.mark.parametrize("name", NAMES)
 def test_old_checkpoint_loads_with_weights_only_and_renders_the_same_samples(name):
     path, record = fixture(name)
     raw = torch.load(path, weights_only=True)
     ckpt = load_checkpoint(path)
-    assert raw["format"] == 1 and ckpt["format"] == FORMAT and ckpt["step"] == record["step"]
-    # format 1 kept every field of both families; now the section is the family's own
+    assert raw["format"] == written_format(name) and ckpt["format"] == FORMAT and ckpt["step"] == record["step"]
+    # the section is the family's own fields (format 1 kept every field of both families, format 2 the family's)
     own = FAMILIES[raw["family"]].config_keys()
     # (and the output head that format 3 added is the softmax those models had)
-    assert ckpt["config"]["model"] == {"family": raw["family"], "output": "softmax", "mixtures": 10,
+    assert ckpt["config"]["model"] == {"family": raw["family"], **HEAD,
                                        **{k: raw["config"]["model"][k] for k in own if k in raw["config"]["model"]}}
-    assert len(raw["config"]["model"]) > len(ckpt["config"]["model"])
+    assert ckpt["model_kwargs"] == {**raw["model_kwargs"], **HEAD} and not HEAD.keys() & raw["model_kwargs"].keys()
+    if raw["format"] == 1:
+        assert len(raw["config"]["model"]) > len(ckpt["config"]["model"])
+    else:
+        assert ckpt["config"]["model"] == {**raw["config"]["model"], **HEAD}
+        assert not HEAD.keys() & raw["config"]["model"].keys()
     # written before pre-emphasis existed: off
     assert "pre_emphasis" not in raw["quantizer"] and "pre_emphasis" not in raw["config"]["data"]
     assert quantizer_of(ckpt) == Quantizer(raw["quantizer"]["kind"], raw["quantizer"]["levels"], 0.0)
