@@ -30,6 +30,7 @@ def tiny_overrides(dataset, run_root, **extra) -> list[str]:
         "train.batch_size": 4, "train.seq_len": 64, "train.val_every": 10, "train.log_every": 5,
         "train.ckpt_every": 10, "train.val_batch_size": 8, "train.sample_count": 1,
         "train.sample_seconds": 0.02, "train.lr": 0.01, "train.threads": 2,
+        "train.max_time": '""',  # steps, not demo.yaml's 10 minutes, end these runs (on a busy machine too)
     }
     values.pop("model.q_levels")
     values.update(extra)
