@@ -73,6 +73,22 @@ class NoiseStream:
             self.pos = state["pos"]
 
 
+class StreamSlice(NoiseStream):
+    """The noise of streams `rows` of a batch of `batch` streams: each block is drawn whole, as a NoiseStream of
+    that batch draws it, and only these rows are kept. Streams [a, b) of a batch then get exactly the samples
+    they get in the whole batch (a render split between processes, `render.Part`)."""
+
+    def __init__(self, batch: int, rows: slice, q_levels: int, seed: int, block: int = NOISE_BLOCK,
+                 device: torch.device | str = "cpu"):
+        super().__init__(batch, q_levels, seed, block, device)
+        self.rows = rows
+
+    def block_noise(self) -> torch.Tensor:
+        """The next whole block of these rows (len(rows), block, q_levels)."""
+        u = torch.rand((self.batch, self.block, self.q_levels), generator=self.gen, device=self.device)
+        return gumbel(u[self.rows])
+
+
 def generate(model: torch.nn.Module, n_samples: int, batch: int = 1, temperature: float | torch.Tensor = 1.0,
              seed: int = 0, prime: torch.Tensor | None = None) -> torch.Tensor:
     """Generate (B, n_samples) levels from silence (after `prime` (T,) or (B, T) levels, teacher-forced) with
