@@ -70,7 +70,7 @@ def _check_out(out: Path, overwrite: bool) -> None:
     check_folder(out, "--out")
     if not out.is_dir() or not any(out.iterdir()):
         return
-    if not (out / ckpt_io.EXPORT_CONFIG).is_file() or not _is_export(out):
+    if not _is_export(out):
         raise UserError(f"--out {out}: is not empty and holds no soundalike export; choose a new or empty folder "
                         "(nothing in it was changed)")
     if not overwrite:
