@@ -260,9 +260,10 @@ def test_the_catalogue_covers_every_command():
     ["evaluate", "--ckpt", "evil.pt"],
     ["render", "--resume", "evilstate"],
     ["train", "--config", "cfg.yaml", "--set", "run_root=evilrun", "--name", "tiny"],
-], ids=["render", "evaluate", "render-resume", "train-resume"])
+    ["train", "--config", "cfg.yaml", "--init-from", "evil.pt"],
+], ids=["render", "evaluate", "render-resume", "train-resume", "train-init-from"])
 def test_a_booby_trapped_file_runs_nothing_in_a_real_process(argv, project):
-    """The four ways a shared file is loaded, as separate processes (`python -m soundalike`): no code runs."""
+    """The five ways a shared file is loaded, as separate processes (`python -m soundalike`): no code runs."""
     proc = subprocess.run([sys.executable, "-m", "soundalike", *argv], check=False, cwd=project, capture_output=True,
                           text=True, timeout=120, env={**os.environ, "PYTHONPATH": str(ROOT / "src")})
     assert proc.returncode == 2, proc.stderr
