@@ -4,13 +4,16 @@ VENV := .venv
 BIN := $(VENV)/bin
 # A CPU build of torch unless a GPU is present: a bare `torch` requirement would pull several GB of CUDA wheels.
 TORCH_SPEC ?= $(shell if command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1; then echo torch; else echo torch==2.13.0; fi)
+# The package index torch comes from, e.g. https://download.pytorch.org/whl/cpu (a CPU build on any Linux) or
+# .../whl/cu126; empty: pip's configured index, which on Linux serves the CUDA build (several GB).
+TORCH_INDEX ?=
 
 .PHONY: install browser demo test lint kernel
 
 $(BIN)/.installed: pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q "$(TORCH_SPEC)"
+	$(BIN)/pip install -q $(if $(TORCH_INDEX),--index-url "$(TORCH_INDEX)") "$(TORCH_SPEC)"
 	$(BIN)/pip install -q -e ".[test]"
 	touch $@
 

@@ -8,6 +8,7 @@ hold code (a pickle whose unpickling runs a shell command) must be refused witho
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import re
 import shutil
@@ -82,6 +83,15 @@ def project(tmp_path_factory, tiny_dataset) -> Path:
     torch.save({"params": {"count": 1}, "sampler": [1, 2]}, p / "badstate" / ".render-state.pt")
     (p / "evilrun" / "tiny" / "checkpoints").mkdir(parents=True)
     evil_file(p / "evilrun" / "tiny" / "checkpoints" / "latest.pt", marker)
+    from soundalike.checkpoint import load_checkpoint
+    from soundalike.export import write_weights
+
+    for name in ("shared", "evilexport", "escape"):
+        (p / name).mkdir()
+        write_weights(load_checkpoint(p / "runs" / "tiny" / "checkpoints" / "best.pt"), p / name)
+    evil_file(p / "evilexport" / "model.safetensors", marker)
+    config = json.loads((p / "escape" / "config.json").read_text())
+    (p / "escape" / "config.json").write_text(json.dumps({**config, "weights": "../shared/model.safetensors"}))
     (p / "notyaml.yaml").write_text("data: [unclosed\n")
     (p / "cfg.yaml").write_text(
         f"data: {{path: {p / 'data' / 'ds'}}}\nmodel: {{frame_sizes: [4, 2], dim: 16, emb_size: 8}}\n"
@@ -139,6 +149,10 @@ CASES = {
     "train-name-escapes": ([*TRAIN, "--name", "../escape"], "name:"),
     "train-device-unknown": ([*TRAIN, "--device", "tpu"], "--device"),
     "train-resume-booby-trapped": ([*TRAIN, "--set", "run_root=evilrun", "--name", "tiny"], "refused to load"),
+    "train-init-from-missing": ([*TRAIN, "--init-from", "missing.pt"], "checkpoint not found"),
+    "train-init-from-other-model": ([*TRAIN, "--init-from", "shared", "--set", "model.dim=24"],
+                                    "model.dim is 16 there, 24 here"),
+    "train-init-from-booby-trapped": ([*TRAIN, "--init-from", "evil.pt"], "refused to load"),
     # evaluate
     "evaluate-ckpt-missing": (["evaluate", "--ckpt", "missing.pt"], "checkpoint not found"),
     "evaluate-ckpt-booby-trapped": (["evaluate", "--ckpt", "evil.pt"], "refused to load"),
@@ -150,6 +164,9 @@ CASES = {
     "evaluate-device-unknown": (["evaluate", "--ckpt", BEST, "--device", "tpu"], "--device"),
     # render
     "render-ckpt-booby-trapped": (["render", "--ckpt", "evil.pt"], "refused to load"),
+    "render-export-booby-trapped": (["render", "--ckpt", "evilexport"], "not a readable safetensors file"),
+    "render-export-escapes": (["render", "--ckpt", "escape"], "points outside"),
+    "render-ckpt-a-users-folder": (["render", "--ckpt", "music"], "not a soundalike checkpoint or export folder"),
     "render-count-zero": ([*RENDER, "--count", "0"], "--count"),
     "render-count-huge": ([*RENDER, "--count", "1000000000"], "--count"),
     "render-seconds-zero": (["render", "--ckpt", BEST, "--seconds", "0"], "--seconds"),
@@ -183,6 +200,19 @@ CASES = {
     # gallery
     "gallery-run-missing": (["gallery", "runs/none"], "no such run folder"),
     "gallery-not-a-run": (["gallery", "music"], "not a run folder"),
+    # export
+    "export-source-missing": (["export", "missing.pt", "--out", "x"], "checkpoint not found"),
+    "export-source-booby-trapped": (["export", "evil.pt", "--out", "x"], "refused to load"),
+    "export-out-is-a-users-folder": (["export", BEST, "--out", "music"], "holds no soundalike export"),
+    "export-out-holds-an-export": (["export", BEST, "--out", "shared"], "--overwrite"),
+    "export-out-is-a-file": (["export", BEST, "--out", "notes.txt"], "is a file"),
+    "export-clips-negative": (["export", BEST, "--out", "x", "--clips", "-1"], "--clips"),
+    "export-clip-seconds-nan": (["export", BEST, "--out", "x", "--clip-seconds", "nan"], "--clip-seconds"),
+    "export-run-without-checkpoints": (["export", "runs2", "--out", "x"], "checkpoint not found"),
+    # keep
+    "keep-not-a-run": (["keep", "music", "10"], "not a run folder"),
+    "keep-step-without-weights": (["keep", "runs/tiny", "10"], "no snapshot or numbered checkpoint"),
+    "keep-step-negative": (["keep", "runs/tiny", "--", "-5"], "must not be negative"),
     # demo-corpus
     "demo-corpus-out-is-a-file": (["demo-corpus", "--out", "notes.txt"], "not a folder"),
     "demo-corpus-out-is-a-users-folder": (["demo-corpus", "--out", "music"], "not empty"),
@@ -232,9 +262,10 @@ def test_the_catalogue_covers_every_command():
     ["evaluate", "--ckpt", "evil.pt"],
     ["render", "--resume", "evilstate"],
     ["train", "--config", "cfg.yaml", "--set", "run_root=evilrun", "--name", "tiny"],
-], ids=["render", "evaluate", "render-resume", "train-resume"])
+    ["train", "--config", "cfg.yaml", "--init-from", "evil.pt"],
+], ids=["render", "evaluate", "render-resume", "train-resume", "train-init-from"])
 def test_a_booby_trapped_file_runs_nothing_in_a_real_process(argv, project):
-    """The four ways a shared file is loaded, as separate processes (`python -m soundalike`): no code runs."""
+    """The five ways a shared file is loaded, as separate processes (`python -m soundalike`): no code runs."""
     proc = subprocess.run([sys.executable, "-m", "soundalike", *argv], check=False, cwd=project, capture_output=True,
                           text=True, timeout=120, env={**os.environ, "PYTHONPATH": str(ROOT / "src")})
     assert proc.returncode == 2, proc.stderr

@@ -265,3 +265,35 @@ def test_a_render_never_overwrites_without_overwrite(project, capsys):
     assert render("--seconds", "0.1", "--seed", "4", "--out", str(out), "--overwrite") == 0
     assert json.loads((out / "render.json").read_text())["tracks"][0]["seed"] == 4
     assert (out / "track-00.wav").read_bytes() != before["track-00.wav"]
+
+
+def test_torchrun_splits_the_tracks_and_renders_what_one_process_renders(project):
+    """Two processes (gloo, CPU) share 5 tracks 2 + 3 into one folder; interrupted and resumed, they end with
+    the tracks and render.json of a single-process render with the same seed."""
+    common = ["--seconds", "0.4", "--block-seconds", "0.1", "--count", "5", "--seed", "8",
+              "--temperature", "0.6,0.8,1.0,1.2,1.4", "--threads", "1"]
+    assert render(*common, "--out", "one") == 0
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+                str(ROOT / "render.py")]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "SOUNDALIKE_RENDER_STOP_AFTER": "2"}
+    ckpt = project / "runs" / "tiny" / "checkpoints" / "best.pt"
+    proc = subprocess.run([*torchrun, "--ckpt", str(ckpt), *common, "--out", "two"], check=False, cwd=project,
+                          env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode != 0 and "stopped at 0.2 s" in proc.stderr, proc.stderr[-3000:]
+    two = project / "two"
+    assert sorted(p.name for p in two.glob(".render-state*")) == [".render-state-0-of-2.pt", ".render-state-1-of-2.pt"]
+    assert not json.loads((two / "render.json").read_text())["complete"]
+    assert render("--resume", "two") == 2  # one process cannot continue a render of two
+    del env["SOUNDALIKE_RENDER_STOP_AFTER"]
+    proc = subprocess.run([*torchrun, "--resume", "two"], check=False, cwd=project, env=env, capture_output=True,
+                          text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    one = project / "one"
+    assert sorted(p.name for p in two.iterdir()) == sorted(p.name for p in one.iterdir())
+    for i in range(5):
+        assert (two / f"track-{i:02d}.wav").read_bytes() == (one / f"track-{i:02d}.wav").read_bytes(), i
+    info = {k: json.loads((d / "render.json").read_text()) for k, d in (("one", one), ("two", two))}
+    assert info["two"].pop("processes") == 2 and info["one"].pop("processes") == 1
+    assert info["one"] == info["two"]
+    tracks = [sf.read(one / f"track-{i:02d}.wav", dtype="int16")[0] for i in range(5)]
+    assert len({t.tobytes() for t in tracks}) == 5  # every track its own

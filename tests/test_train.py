@@ -1,5 +1,7 @@
+import html
 import json
 import os
+import shlex
 import signal
 import subprocess
 import sys
@@ -181,3 +183,86 @@ def test_ddp_two_processes_with_gloo_stay_in_sync(tiny_dataset, tmp_path):
     val = [r["val_bits"] for r in read_metrics(run) if "val_bits" in r][-1]
     single = evaluate_checkpoint(str(run / "checkpoints" / "latest.pt"), "valid")["bits"]
     assert single == pytest.approx(val, rel=1e-3)
+
+
+def test_every_preview_clip_renders_longer_from_its_own_snapshot_and_favourites_are_never_pruned(
+        tiny_dataset, tmp_path, monkeypatch):
+    from soundalike.checkpoint import TRAINING_STATE
+    from soundalike.run_folder import RunFolder, hour_command
+
+    def fit(steps):
+        Trainer(load_config(ROOT / "configs" / "demo.yaml", tiny_overrides(tiny_dataset, tmp_path, **{
+            "train.max_steps": steps, "train.ckpt_every": 1000, "train.keep_snapshots": 2,
+            "train.sample_count": 2, "train.sample_seconds": 0.05})), device="cpu").fit()
+
+    fit(30)
+    run = RunFolder(tmp_path / "tiny")
+    assert [p.name for p in run.numbered_snapshots()] == ["step-00000020.pt", "step-00000030.pt"]
+    snap = torch.load(run.snapshot(30), weights_only=True)
+    assert snap["step"] == 30 and not set(TRAINING_STATE) & set(snap)
+    assert run.snapshot(30).stat().st_size < 0.5 * run.checkpoint("latest").stat().st_size  # no Adam moments
+    meta = json.loads((run.samples_at(20) / "sample-01.json").read_text())
+    assert meta["checkpoint"] == str(run.snapshot(20))
+    # The gallery shows the command rendering an hour from each checkpoint; its tracks begin with the clips.
+    assert html.escape(hour_command(run, 30)) in run.page.read_text()
+    cmd = shlex.split(hour_command(run, 20, seconds=0.2))
+    assert cmd[:2] == ["soundalike", "render"] and "--seed" in cmd
+    monkeypatch.chdir(tmp_path)
+    assert main([*cmd[1:], "--out", str(tmp_path / "hour")]) == 0
+    for i in range(2):
+        clip = sf.read(run.samples_at(20) / f"sample-{i:02d}.wav", dtype="int16")[0]
+        track = sf.read(tmp_path / "hour" / f"track-{i:02d}.wav", dtype="int16")[0]
+        assert len(track) == 1600 > len(clip) and np.array_equal(track[:len(clip)], clip), i
+        assert len(set(clip.tolist())) > 4  # not silence or a constant
+
+    assert main(["keep", str(run.path), "20"]) == 0
+    fit(50)
+    assert [p.name for p in run.numbered_snapshots()] == ["step-00000020.pt", "step-00000040.pt",
+                                                           "step-00000050.pt"]
+    assert "★" in run.page.read_text()
+    assert main(["keep", str(run.path), "30"]) == 2  # pruned before it was marked
+
+
+def test_tensorboard_gets_the_preview_clips_as_audio(tiny_dataset, tmp_path):
+    pytest.importorskip("tensorboard")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    cfg = load_config(ROOT / "configs" / "demo.yaml", tiny_overrides(tiny_dataset, tmp_path, **{
+        "train.max_steps": 10}))
+    Trainer(cfg, device="cpu").fit()
+    events = EventAccumulator(str(tmp_path / "tiny" / "tensorboard"), size_guidance={"audio": 0})
+    events.Reload()
+    assert "samples/sample-00" in events.Tags()["audio"]
+
+
+def test_init_from_starts_a_new_run_from_another_models_weights(tiny_dataset, tmp_path, capsys):
+    from soundalike.checkpoint import model_payload, save_checkpoint
+    from soundalike.export import export
+    from soundalike.models import from_config
+    from soundalike.quantize import Quantizer
+
+    sets = tiny_overrides(tiny_dataset, tmp_path, **{"train.sample_count": 0, "train.max_steps": 5,
+                                                     "name": "new"})
+    cfg = load_config(ROOT / "configs" / "demo.yaml", sets)
+    torch.manual_seed(1)
+    base = from_config(cfg)  # another artist's model: trained elsewhere, on other data
+    payload = model_payload(base, Quantizer("mulaw", 256), 16000, {**cfg.to_dict(), "data": {"path": "other"}})
+    save_checkpoint(tmp_path / "base.pt", {**payload, "step": 1234})
+    out = export(tmp_path / "base.pt", tmp_path / "shared", clips=0, evaluate=False)
+    trainer = Trainer(cfg, device="cpu", init_from=str(out))
+    for key, value in base.state_dict().items():
+        assert torch.equal(trainer.model.state_dict()[key], value), key
+    trainer.fit()
+    ck = load_checkpoint(tmp_path / "new" / "checkpoints" / "latest.pt")
+    assert ck["init_from"] == {"path": str(out.resolve()), "step": 1234, "sample_rate": 16000, "data": "other"}
+    assert {int(s["step"]) for s in ck["optimizer"]["state"].values()} == {5}  # a fresh optimizer
+    assert "initialized the weights from" in (tmp_path / "new" / "train.log").read_text()
+
+    argv = ["--config", str(ROOT / "configs" / "demo.yaml"), *[a for s in sets for a in ("--set", s)],
+            "--init-from", str(out)]
+    capsys.readouterr()
+    assert main([*argv, "--name", "other", "--set", "model.dim=48"], command="train") == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "model.dim is 32 there, 48 here" in err
+    assert main([*argv, "--name", "other", "--set", "data.q_levels=128"], command="train") == 2
+    assert "quantizes to mulaw 256" in capsys.readouterr().err

@@ -22,6 +22,8 @@ COMMANDS = {
     "render": ("soundalike.render", "generate audio from a checkpoint"),
     "stats": ("soundalike.stats", "audio statistics and a noise / silence verdict for clips"),
     "gallery": ("soundalike.gallery", "write an HTML page of a run's samples, renders and curves"),
+    "keep": ("soundalike.keep", "mark checkpoints you like as favourites, which training never prunes"),
+    "export": ("soundalike.export", "write a model as a shareable folder: safetensors weights, config, model card"),
 }
 
 

@@ -54,6 +54,7 @@ class TrainConfig:
     sample_seconds: float = 2.0
     sample_temperature: float = 1.0
     sample_min_p: float = 0.0  # min-p floor of the preview clips (render --min-p); 0: off
+    keep_snapshots: int = 20  # weights-only snapshots of the preview steps kept (0: all); favourites never pruned
     threads: int = 0  # CPU threads for torch; 0: all cores
     amp: bool = True  # bf16 autocast on CUDA
 
@@ -212,7 +213,7 @@ def validate(cfg: Config) -> None:
     for key in ("batch_size", "val_batch_size", "log_every", "val_every", "ckpt_every", "keep_last"):
         if getattr(t, key) < 1:
             raise UserError(f"train.{key}: must be positive, got {getattr(t, key)}")
-    for key in ("warmup_steps", "max_steps", "seed", "sample_count", "threads"):
+    for key in ("warmup_steps", "max_steps", "seed", "sample_count", "threads", "keep_snapshots"):
         if getattr(t, key) < 0:
             raise UserError(f"train.{key}: must not be negative, got {getattr(t, key)}")
     for key in ("lr", "grad_clip", "sample_temperature"):

@@ -23,7 +23,7 @@ LOG2 = math.log(2)
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--ckpt", required=True, help="checkpoint file (runs/<name>/checkpoints/best.pt)")
+    p.add_argument("--ckpt", required=True, help="checkpoint file (runs/<name>/checkpoints/best.pt) or export folder")
     p.add_argument("--split", default="test", choices=["train", "valid", "test"])
     p.add_argument("--data", help="dataset folder; default: the one the model was trained on")
     p.add_argument("--batch-size", type=int, default=64)

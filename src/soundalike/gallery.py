@@ -14,6 +14,7 @@ import html
 import json
 import math
 import os
+import shlex
 import time
 from dataclasses import dataclass, field
 from importlib import resources
@@ -26,7 +27,7 @@ import yaml
 from .atomic import atomic_path, write_json, write_text
 from .dataset import MANIFEST, Manifest
 from .errors import UserError
-from .run_folder import RunFolder
+from .run_folder import RunFolder, hour_command
 from .spectrogram import log_mel
 from .stats import (
     HISS_DB,
@@ -75,6 +76,8 @@ class Group:
     clips: list[Clip]
     step: int | None = None
     frechet: float | None = None
+    command: str | None = None  # renders an hour from this checkpoint (None: its weights were pruned)
+    kept: bool = False  # a favourite (`soundalike keep`)
 
 
 # ---- pictures -------------------------------------------------------------------------------------------
@@ -215,7 +218,9 @@ def _step_of(name: str) -> int | None:
 def _sample_groups(run_dir: Path, cache: Path) -> list[Group]:
     """samples/step-N/ folders, newest first."""
     groups = []
-    for folder in RunFolder(run_dir).samples.glob("step-*"):
+    run = RunFolder(run_dir)
+    favourites = run.favourite_steps()
+    for folder in run.samples.glob("step-*"):
         wavs = sorted(w for w in folder.glob("*.wav") if not w.name.startswith("."))
         if not folder.is_dir() or not wavs:
             continue
@@ -226,7 +231,9 @@ def _sample_groups(run_dir: Path, cache: Path) -> list[Group]:
             step = next((c.meta["step"] for c in clips if isinstance(c.meta.get("step"), int)), None)
         ckpt = next((str(c.meta["checkpoint"]) for c in clips if c.meta.get("checkpoint")), "")
         title = f"Step {step:,}" if step is not None else folder.name
-        groups.append(Group(title, f"checkpoint {Path(ckpt).name}" if ckpt else "", clips, step))
+        groups.append(Group(title, f"checkpoint {Path(ckpt).name}" if ckpt else "", clips, step,
+                            command=hour_command(run, step) if step is not None else None,
+                            kept=step in favourites))
     return sorted(groups, key=lambda g: (g.step is not None, g.step or 0, g.title), reverse=True)
 
 
@@ -411,11 +418,26 @@ def _group_html(g: Group, page_dir: Path, open_: bool) -> str:
     fd = f" · Fréchet {g.frechet:.1f}" if g.frechet is not None else ""
     count = f"{len(g.clips)} clip{'s' * (len(g.clips) != 1)}"
     info = " · ".join(x for x in (g.subtitle, count, _verdict_counts(g.clips)) if x)
+    star = '<span class="fav" title="a favourite: never pruned">★</span> ' if g.kept else ""
     return (
-        f'<details{" open" if open_ else ""}><summary>{_esc(g.title)} '
-        f'<span class="muted">{_esc(info)}{_esc(fd)}</span></summary>'
+        f'<details{" open" if open_ else ""}><summary>{star}{_esc(g.title)} '
+        f'<span class="muted">{_esc(info)}{_esc(fd)}</span></summary>{_commands_html(g, page_dir)}'
         f'<div class="cards">{"".join(_card(c, page_dir) for c in g.clips)}</div></details>'
     )
+
+
+def _commands_html(g: Group, run_dir: Path) -> str:
+    """Under a checkpoint's heading: the command rendering an hour from it, and how to keep it."""
+    if g.step is None:  # a render
+        return ""
+    if g.command is None:
+        return ('<div class="cmd muted">The weights of this step were pruned (train.keep_snapshots, '
+                'train.keep_last); mark the steps you like with <code>soundalike keep</code> to keep theirs.</div>')
+    mark = shlex.join(["soundalike", "keep", str(run_dir), str(g.step)])
+    keep = ("a favourite: training never prunes its weights" if g.kept else
+            f"keep its weights (never pruned): <code>{_esc(mark)}</code>")
+    return (f'<div class="cmd">Render an hour from this checkpoint (on the CPU the tracks begin with these clips): '
+            f'<code>{_esc(g.command)}</code><br>{keep}</div>')
 
 
 def _overview(groups: list[Group], metrics: list[dict], ref: Reference | None) -> tuple[str, str]:
@@ -424,7 +446,7 @@ def _overview(groups: list[Group], metrics: list[dict], ref: Reference | None) -
     rows = []
     for g in groups:
         v = val.get(g.step) if g.step is not None else None
-        rows.append(f"<tr><td>{_esc(g.title)}</td><td>{_fmt(v, '.4f')}</td>"
+        rows.append(f"<tr><td>{'★ ' * g.kept}{_esc(g.title)}</td><td>{_fmt(v, '.4f')}</td>"
                     f"<td>{_esc(_verdict_counts(g.clips))}</td><td>{_fmt(g.frechet, '.1f')}</td></tr>")
     note = ""
     if ref is not None:

@@ -10,6 +10,11 @@ FLAC output is written as WAV while rendering (a FLAC file is only readable once
 the end. Sample rate, quantization, pre-emphasis and bit depth (16-bit PCM) come from the checkpoint; the
 de-emphasis filter's state per track is part of the saved state. A render resumes on the kind of device it
 started on (CPU or CUDA: they draw the noise differently).
+
+Under torchrun (`torchrun --nproc_per_node N render.py --count 64 ...`) each process renders a contiguous share
+of the tracks on its own device into the one output folder, and rank 0 writes the one render.json: the tracks
+are those a single process renders with the same seed (each stream draws its own rows of the batch's noise,
+`sampling.reference.StreamSlice`). Each process keeps its own state file; `--resume` needs the same N.
 """
 
 from __future__ import annotations
@@ -18,15 +23,18 @@ import argparse
 import hashlib
 import math
 import os
+import re
 import secrets
 import signal
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import soundfile as sf
 import torch
+import torch.distributed as dist
 from tqdm import tqdm
 
 from . import callbacks
@@ -40,15 +48,18 @@ from .errors import UserError
 from .quantize import Quantizer
 from .run_folder import RunFolder, newest_best, renders_for
 from .sampling.engine import WEIGHTS
+from .sampling.reference import StreamSlice
 
 STATE = ".render-state.pt"
+STATE_PART = re.compile(r"\.render-state-\d+-of-\d+\.pt")  # a process's own under torchrun (`Part.state`)
 SUBTYPE = "PCM_16"  # enough for every quantizer (at most 65536 levels)
 DEFAULT_SECONDS = 60.0
 MAX_COUNT = 65536  # tracks in one batch; more would exhaust memory before the first sample
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--ckpt", help="checkpoint file; default: runs/<most recent run>/checkpoints/best.pt")
+    p.add_argument("--ckpt", help="checkpoint file or export folder (`soundalike export`); default: "
+                                  "runs/<most recent run>/checkpoints/best.pt")
     p.add_argument("--seconds", type=float, help=f"seconds to generate per track (default {DEFAULT_SECONDS:g})")
     p.add_argument("--count", type=int, default=1, help="tracks, generated together in one batch (default 1)")
     p.add_argument("--temperature", default="1.0",
@@ -82,13 +93,94 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     if args.threads < 0:
         raise UserError(f"--threads must be 0 (one per core) or more, got {args.threads}")
-    if args.resume:
-        job = Render.resume(Path(args.resume), args.seconds, args.device, args.threads)
-    else:
-        job = Render.start(args)
-    job.render()
-    _gallery(job)
+    part = Part.join()
+    try:
+        if args.resume:
+            job = Render.resume(Path(args.resume), args.seconds, args.device, args.threads, part)
+        else:
+            job = Render.start(args, part)
+        job.render()
+        if part.main:
+            _gallery(job)
+    finally:
+        part.leave()
     return 0
+
+
+# --- several processes (torchrun) -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Part:
+    """This process's share of a render: rank r of `world` renders tracks [count * r // world, count * (r + 1) //
+    world). One process is rank 0 of 1."""
+
+    rank: int = 0
+    world: int = 1
+    local_rank: int = 0
+    local_world: int = 1
+
+    @classmethod
+    def join(cls) -> Part:
+        """This process's part under torchrun (joining its gloo group: only small messages and barriers pass)."""
+        env = {k: int(os.environ.get(k, d)) for k, d in (("RANK", 0), ("WORLD_SIZE", 1), ("LOCAL_RANK", 0),
+                                                         ("LOCAL_WORLD_SIZE", 1))}
+        part = cls(env["RANK"], env["WORLD_SIZE"], env["LOCAL_RANK"], env["LOCAL_WORLD_SIZE"])
+        if part.world > 1 and not dist.is_initialized():
+            dist.init_process_group("gloo")
+        return part
+
+    def leave(self) -> None:
+        if self.world > 1 and dist.is_initialized():
+            dist.destroy_process_group()
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+    def tracks(self, count: int) -> range:
+        return range(count * self.rank // self.world, count * (self.rank + 1) // self.world)
+
+    @property
+    def state(self) -> str:
+        """This process's state file in the render folder."""
+        return STATE if self.world == 1 else f".render-state-{self.rank}-of-{self.world}.pt"
+
+    def barrier(self) -> None:
+        if self.world > 1:
+            dist.barrier()
+
+    def from_main(self, plan):
+        """Run `plan()` on rank 0 alone and give every rank its result (a UserError there is raised on every
+        rank: the others must not wait for a render that will not start)."""
+        if self.world == 1:
+            return plan()
+        box: list = [None]
+        if self.main:
+            try:
+                box[0] = ("ok", plan())
+            except UserError as e:
+                box[0] = ("error", str(e))
+        dist.broadcast_object_list(box, src=0)
+        kind, value = box[0]
+        if kind == "error":
+            raise UserError(value)
+        return value
+
+    def device(self, name: str | None) -> torch.device:
+        """The flag's device; under torchrun CUDA means this process's own GPU."""
+        device = pick_device(name)
+        if self.world > 1 and device.type == "cuda" and (name is None or ":" not in name):
+            device = torch.device(f"cuda:{self.local_rank % torch.cuda.device_count()}")
+        return device
+
+    def threads(self, threads: int, device: torch.device) -> int:
+        """0 (one per core) shares the cores between this machine's processes."""
+        if threads or self.local_world == 1 or device.type != "cpu":
+            return threads
+        from .sampling.engine import cpu_threads
+
+        return max(1, cpu_threads(0) // self.local_world)
 
 
 # --- arguments --------------------------------------------------------------------------------------------
@@ -138,10 +230,12 @@ def _new_folder(root: Path) -> Path:
 class Render:
     """One render folder: the sampler, the open track files and the saved state that resumes them."""
 
-    def __init__(self, out: Path, params: dict, device: torch.device, threads: int):
+    def __init__(self, out: Path, params: dict, device: torch.device, threads: int, part: Part = Part()):
         from .sampling import Sampler
 
-        self.out, self.params = out, params
+        self.out, self.params, self.part = out, params, part
+        self.tracks = part.tracks(params["count"])
+        mine = slice(self.tracks.start, self.tracks.stop)
         digest = _sha256(params["checkpoint"])
         if params.setdefault("checkpoint_sha256", digest) != digest:
             raise UserError(f"{params['checkpoint']}: changed since this render started (training went on?); "
@@ -153,24 +247,56 @@ class Render:
         model = ckpt_io.build_model(ckpt).to(device)
         del ckpt
         # On a GPU the noise is drawn there too: from the CPU it would cap large batches.
-        self.sampler = Sampler(model, params["count"], params["temperatures"], params["seed"], device=device,
-                               threads=threads, device_noise=device.type == "cuda",
+        head = model.head
+        self.sampler = Sampler(model, len(self.tracks), params["temperatures"][mine], params["seed"], device=device,
+                               threads=part.threads(threads, device), device_noise=device.type == "cuda",
                                weights=params.get("weights", "full"), min_p=params.get("min_p", 0.0))
+        if part.world > 1:
+            self.sampler.noise = StreamSlice(params["count"], mine, head.noise_width, params["seed"],
+                                             device=self.sampler.noise.device, uniform=head.uniform)
         self.block = max(1, round(params["block_seconds"] * self.rate))
         self.target = round(params["seconds"] * self.rate)
-        n = params["count"]
+        n = len(self.tracks)
         self.peak, self.sumsq, self.frames = np.zeros(n), np.zeros(n), np.zeros(n, dtype=np.int64)
         self.deemphasis: DeemphasisState | None = None  # the de-emphasis filter of every track, between blocks
         self.files: list[sf.SoundFile] = []
 
     @property
     def paths(self) -> list[Path]:
-        return [self.out / f"track-{i:02d}.wav" for i in range(self.params["count"])]
+        return [self.out / f"track-{i:02d}.wav" for i in self.tracks]
 
     @classmethod
-    def start(cls, args: argparse.Namespace) -> Render:
+    def start(cls, args: argparse.Namespace, part: Part = Part()) -> Render:
+        out, params = part.from_main(lambda: cls._plan(args, part))
+        job = cls(out, params, part.device(args.device), args.threads, part)
+        if part.main:
+            print(f"seed {params['seed']}; writing {args.count} track(s) of {params['seconds']:g} s to {out}"
+                  + (f" from {part.world} processes" if part.world > 1 else ""), file=sys.stderr)
+        prime = None
+        if args.prime is not None:
+            prime = read_prime(args.prime, args.prime_seconds, job.rate, job.quantizer)
+            job.sampler.prime(prime)
+        out.mkdir(parents=True, exist_ok=True)
+        job.files = [sf.SoundFile(p, "w", job.rate, 1, SUBTYPE, format="WAV") for p in job.paths]
+        if prime is not None:
+            primed = np.broadcast_to(prime, (len(job.tracks), len(prime)))
+            if args.keep_prime:
+                job._write(primed)
+            else:  # the tracks continue the prime, so de-emphasis starts from its end, as the model does
+                job._decode(primed)
+        job.params["prime_frames_kept"] = int(job.frames[0])
+        job._save_state()
+        if part.main:
+            job._write_info(complete=False)
+        return job
+
+    @staticmethod
+    def _plan(args: argparse.Namespace, part: Part) -> tuple[Path, dict]:
+        """Check the flags and the output folder -> (folder, params); rank 0 alone decides both."""
         if not 1 <= args.count <= MAX_COUNT:
             raise UserError(f"--count must be between 1 and {MAX_COUNT}, got {args.count}")
+        if args.count < part.world:
+            raise UserError(f"--count {args.count}: fewer tracks than the {part.world} processes rendering them")
         seconds = DEFAULT_SECONDS if args.seconds is None else args.seconds
         _check_seconds("--seconds", seconds)
         _check_seconds("--block-seconds", args.block_seconds)
@@ -185,56 +311,45 @@ class Render:
         temps = parse_temperatures(args.temperature, args.count)
         if not 0 <= args.min_p < 1:
             raise UserError(f"--min-p must be at least 0 and below 1, got {args.min_p}")
-        device = pick_device(args.device)
+        pick_device(args.device)
         ckpt = (Path(args.ckpt) if args.ckpt else newest_best(args.runs)).resolve()
         seed = args.seed if args.seed is not None else secrets.randbelow(2**31)
         out = check_folder(args.out if args.out else _new_folder(renders_for(ckpt)), "--out")
-        if (out / STATE).exists():
+        if _states(out):
             raise UserError(f"{out}: holds an unfinished render; continue it with --resume {out}")
         taken = [p.name for p in _outputs(out, args.count) if p.exists()]
         if taken and not args.overwrite:
             raise UserError(f"--out {out}: already holds {', '.join(taken[:3])}{', ...' if len(taken) > 3 else ''}; "
                             "choose another folder, or pass --overwrite to replace them")
         params = {"checkpoint": str(ckpt), "seconds": seconds, "count": args.count, "temperatures": temps,
-                  "min_p": args.min_p, "seed": seed, "format": args.format, "block_seconds": args.block_seconds, "weights": args.weights,
+                  "min_p": args.min_p, "seed": seed, "format": args.format, "block_seconds": args.block_seconds,
+                  "weights": args.weights,
                   "prime": None if args.prime is None else {"file": str(Path(args.prime).resolve()),
                                                             "seconds": args.prime_seconds,
                                                             "keep": args.keep_prime}}
-        job = cls(out, params, device, args.threads)
-        print(f"seed {seed}; writing {args.count} track(s) of {seconds:g} s to {out}", file=sys.stderr)
-        prime = None
-        if args.prime is not None:
-            prime = read_prime(args.prime, args.prime_seconds, job.rate, job.quantizer)
-            job.sampler.prime(prime)
-        out.mkdir(parents=True, exist_ok=True)
-        job.files = [sf.SoundFile(p, "w", job.rate, 1, SUBTYPE, format="WAV") for p in job.paths]
-        if prime is not None:
-            primed = np.broadcast_to(prime, (args.count, len(prime)))
-            if args.keep_prime:
-                job._write(primed)
-            else:  # the tracks continue the prime, so de-emphasis starts from its end, as the model does
-                job._decode(primed)
-        job.params["prime_frames_kept"] = int(job.frames[0])
-        job._save_state()
-        job._write_info(complete=False)
-        return job
+        return out, params
 
     @classmethod
-    def resume(cls, out: Path, seconds: float | None, device: str | None, threads: int) -> Render:
-        if not (out / STATE).is_file():
-            done = (out / "render.json").is_file()
+    def resume(cls, out: Path, seconds: float | None, device: str | None, threads: int,
+               part: Part = Part()) -> Render:
+        mine = out / part.state
+        if not mine.is_file():
+            done, others = (out / "render.json").is_file(), _states(out)
+            if others:
+                raise UserError(f"{out}: was rendered by {len(others)} process(es) ({others[0].name}); resume it with "
+                                f"as many: torchrun --nproc_per_node {len(others)} render.py --resume {out}")
             raise UserError(f"{out}: " + ("this render is complete; nothing to resume" if done
                                           else f"no render to resume here ({STATE} not found)"))
-        state = _read_state(out / STATE)
+        state = _read_state(mine, part)
         params = state["params"]
         if seconds is not None:
             _check_seconds("--seconds", seconds)
             params["seconds"] = seconds
-        job = cls(out, params, pick_device(device), threads)
+        job = cls(out, params, part.device(device), threads, part)
         try:
             job.sampler.load_state_dict(state["sampler"])
         except (KeyError, TypeError, ValueError, IndexError, RuntimeError) as e:
-            raise UserError(f"{out / STATE}: not a render state this checkpoint can continue "
+            raise UserError(f"{mine}: not a render state this checkpoint can continue "
                             f"({type(e).__name__}: {e})") from None
         job.peak, job.sumsq, job.frames = (state[k].numpy() for k in ("peak", "sumsq", "frames"))
         if "deemphasis" in state:
@@ -274,7 +389,7 @@ class Render:
                  "sumsq": torch.from_numpy(self.sumsq), "frames": torch.from_numpy(self.frames)}
         if self.deemphasis is not None:
             state["deemphasis"] = {k: torch.from_numpy(v) for k, v in self.deemphasis._asdict().items()}
-        with atomic_path(self.out / STATE, suffix=".pt") as tmp:
+        with atomic_path(self.out / self.part.state, suffix=".pt") as tmp:
             torch.save(state, tmp)
 
     def _write_info(self, complete: bool) -> None:
@@ -288,12 +403,13 @@ class Render:
             "quantization": self.quantizer.to_dict(),
             "count": self.params["count"],
             "prime": self.params["prime"],
+            "processes": self.part.world,
             "complete": complete,
         })
 
     def render(self) -> None:
         """Generate the remaining blocks, then finish the files; Ctrl-C or SIGTERM leaves a resumable render."""
-        s, count = self.sampler, self.params["count"]
+        s, count = self.sampler, len(self.tracks)
         bar = tqdm(total=round(self.target / self.rate, 2), initial=round(s.generated / self.rate, 2), unit="s",
                    desc="render", dynamic_ncols=True, file=sys.stderr,
                    bar_format="{desc}: {percentage:3.0f}%|{bar}| {n:.1f}/{total:.1f} s [{elapsed}<{remaining}{postfix}]")
@@ -335,25 +451,29 @@ class Render:
         paths = self.paths
         if self.params["format"] == "flac":
             paths = [_to_flac(p) for p in paths]
-        self._write_info(complete=True)
-        (self.out / STATE).unlink()
-        for path, t, peak, sumsq, frames in zip(paths, self.params["temperatures"], self.peak, self.sumsq,
-                                                self.frames):
+        self.part.barrier()  # every process's tracks are whole before render.json says so
+        if self.part.main:
+            self._write_info(complete=True)
+        self.part.barrier()
+        (self.out / self.part.state).unlink()
+        temps = self.params["temperatures"][self.tracks.start:self.tracks.stop]
+        for path, t, peak, sumsq, frames in zip(paths, temps, self.peak, self.sumsq, self.frames):
             rms = math.sqrt(sumsq / max(1, frames))
             print(f"{path}: {frames / self.rate:.1f} s, temperature {t:g}, peak {_db(peak)} dBFS, "
                   f"RMS {_db(rms)} dBFS")
 
 
-def _read_state(path: Path) -> dict:
-    """A render's saved state, read without running any code from the file, its structure checked."""
+def _read_state(path: Path, part: Part = Part()) -> dict:
+    """A render's saved state (of `part`'s tracks), read without running any code from the file, its structure
+    checked."""
     state = ckpt_io.load_data(path, "render state")
     params = state.get("params") if isinstance(state, dict) else None
     n = params.get("count") if isinstance(params, dict) else None
-    ok = (isinstance(n, int) and n >= 1 and isinstance(state.get("sampler"), dict)
+    ok = (isinstance(n, int) and n >= part.world and isinstance(state.get("sampler"), dict)
           and all(k in params for k in ("checkpoint", "seconds", "temperatures", "seed", "format", "block_seconds"))
-          and all(isinstance(state.get(k), torch.Tensor) and state[k].shape == (n,)
+          and all(isinstance(state.get(k), torch.Tensor) and state[k].shape == (len(part.tracks(n)),)
                   for k in ("peak", "sumsq", "frames"))
-          and ("deemphasis" not in state or _deemphasis_ok(state["deemphasis"], n)))
+          and ("deemphasis" not in state or _deemphasis_ok(state["deemphasis"], len(part.tracks(n)))))
     if not ok:
         raise UserError(f"{path}: not a soundalike render state (wrong structure)")
     return state
@@ -374,15 +494,22 @@ def _check_seconds(flag: str, value: float) -> None:
 def _outputs(out: Path, count: int) -> list[Path]:
     """Every file a render of `count` tracks may write in `out`."""
     tracks = [out / f"track-{i:02d}.{ext}" for i in range(count) for ext in ("wav", "flac")]
-    return [*tracks, out / "render.json", out / STATE]
+    return [*tracks, out / "render.json", out / STATE, *_states(out)]
+
+
+def _states(out: Path) -> list[Path]:
+    """The state files of an unfinished render in `out`: one, or one per process of a torchrun render."""
+    return sorted(p for p in out.glob(".render-state*.pt") if p.name == STATE or STATE_PART.fullmatch(p.name))
 
 
 def _sha256(path: str) -> str | None:
+    """Of the checkpoint file, or of an export folder's files in turn."""
     h = hashlib.sha256()
     try:
-        with open(path, "rb") as f:
-            while chunk := f.read(1 << 20):
-                h.update(chunk)
+        for file in ckpt_io.files_of(path):
+            with open(file, "rb") as f:
+                while chunk := f.read(1 << 20):
+                    h.update(chunk)
     except OSError:
         return None  # load_checkpoint says what is wrong
     return h.hexdigest()

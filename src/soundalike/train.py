@@ -54,6 +54,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", help="cuda, cuda:1 or cpu; default: CUDA if available")
     p.add_argument("--fresh", action="store_true",
                    help="start over even if the run folder has a checkpoint (the old one is moved aside)")
+    p.add_argument("--init-from", metavar="CKPT_OR_EXPORT",
+                   help="start a new run from this model's weights (checkpoint, snapshot or export folder; the same "
+                        "model section, any data), with a fresh optimizer; a run that resumes ignores it")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -65,7 +68,7 @@ def run(args: argparse.Namespace) -> int:
     if args.name is not None:
         overrides.append(f"name={args.name}")
     cfg = load_config(args.config, overrides)
-    Trainer(cfg, device=args.device, fresh=args.fresh).fit()
+    Trainer(cfg, device=args.device, fresh=args.fresh, init_from=args.init_from).fit()
     return 0
 
 
@@ -116,7 +119,7 @@ def bf16_supported(device: torch.device) -> bool:
 class Trainer:
     """Owns the run folder, the model, the optimizer and the loop."""
 
-    def __init__(self, cfg: Config, device: str | None = None, fresh: bool = False):
+    def __init__(self, cfg: Config, device: str | None = None, fresh: bool = False, init_from: str | None = None):
         self.cfg = cfg
         self.dist, self.device = setup_distributed(device)
         t = cfg.train
@@ -154,8 +157,10 @@ class Trainer:
         self.stop_reason: str | None = None  # set by a stop signal
         self._interruptible = False  # whether a stop signal may abandon what runs now (validation, samples)
         self.validation_pending = False  # a signal cut the validation of this step short: run it on resume
-        self.after_validation: list[callbacks.Job] = [callbacks.PreviewClips(), callbacks.GalleryPage()]
-        self._resume_or_start()
+        self.after_validation: list[callbacks.Job] = [callbacks.PreviewSnapshot(), callbacks.PreviewClips(),
+                                                      callbacks.GalleryPage()]
+        self.init_from: dict | None = None  # the model this run started from (`--init-from`), as recorded
+        self._resume_or_start(init_from)
         self.tensorboard = self._open_tensorboard()
 
     # --- run folder ---------------------------------------------------------------------------------------
@@ -164,7 +169,7 @@ class Trainer:
         if dist.is_available() and dist.is_initialized():
             dist.barrier()
 
-    def _resume_or_start(self) -> None:
+    def _resume_or_start(self, init_from: str | None = None) -> None:
         latest = self.run.checkpoint("latest")
         if latest.exists():
             ck = ckpt_io.load_checkpoint(latest, map_location=self.device)
@@ -178,12 +183,37 @@ class Trainer:
                 raise UserError(f"{self.run.path}: train.batch_size and train.seq_len must match the run "
                                 f"being resumed ({old['train']['batch_size']}, {old['train']['seq_len']})")
             self._load_training_state(ck)
-            self.log(f"resumed {latest} at step {self.step}")
+            self.log(f"resumed {latest} at step {self.step}" + (f" (--init-from {init_from} applies only to a new "
+                                                                "run)" if init_from else ""))
         else:
+            if init_from:
+                self._init_weights(Path(init_from))
             self.log(f"new run {self.run.path}: {models.count_parameters(self.model):,} parameters, "
                      f"device {self.device}, bf16 autocast {'on' if self.use_amp else 'off'}")
         if self.dist.main:
             save_config(self.cfg, self.run.config)
+
+    def _init_weights(self, source: Path) -> None:
+        """Start from another model's weights (`--init-from`): the same model section and quantizer are required,
+        the data may differ; the optimizer starts fresh."""
+        ck = ckpt_io.load_checkpoint(source, map_location=self.device)
+        if ck["quantizer"] != self.quantizer.to_dict():
+            q = ck["quantizer"]
+            raise UserError(f"--init-from {source}: quantizes to {q.get('kind')} {q.get('levels')}, this config to "
+                            f"{self.quantizer.kind} {self.quantizer.levels} (data.quantization, data.q_levels)")
+        # The config's model section names what differs; the constructor arguments catch anything else.
+        for there, here in ((ck["config"]["model"], self.cfg.to_dict()["model"]),
+                            (ck["model_kwargs"], dict(self.model.kwargs))):
+            keys = [k for k in {**there, **here} if there.get(k) != here.get(k)]
+            if keys:
+                also = f"; also {', '.join('model.' + k for k in keys[1:])}" if keys[1:] else ""
+                raise UserError(f"--init-from {source}: model.{keys[0]} is {there.get(keys[0])!r} there, "
+                                f"{here.get(keys[0])!r} here (the model section must be the same{also})")
+        self.model.load_state_dict(ck["model"])
+        self.init_from = {"path": str(source.resolve()), "step": ck.get("step"), "sample_rate": ck["sample_rate"],
+                          "data": ck["config"]["data"].get("path")}
+        self.log(f"initialized the weights from {source} (step {ck.get('step')}, trained on "
+                 f"{self.init_from['data']} at {ck['sample_rate']} Hz); fresh optimizer")
 
     def log(self, msg: str) -> None:
         if not self.dist.main:
@@ -227,7 +257,13 @@ class Trainer:
             validation_pending=self.validation_pending,
             tbptt_state=detach_state(self.tbptt_state), torch_rng=torch.get_rng_state(),
             cuda_rng=torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None)
+        if self.init_from is not None:
+            payload["init_from"] = self.init_from
         return payload
+
+    def model_state(self) -> dict:
+        """The checkpoint without its training state (a preview snapshot): the model and its description."""
+        return ckpt_io.without_training_state(self._training_state())
 
     def _load_training_state(self, ck: dict) -> None:
         self.model.load_state_dict(ck["model"])
@@ -237,6 +273,7 @@ class Trainer:
         self.loader.load_state_dict(ck["loader"])
         self.tbptt_state = ck["tbptt_state"]
         self.validation_pending = bool(ck.get("validation_pending", False))
+        self.init_from = ck.get("init_from")
         torch.set_rng_state(ck["torch_rng"])
         if ck.get("cuda_rng") is not None and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(ck["cuda_rng"])
@@ -248,9 +285,9 @@ class Trainer:
         payload = self._training_state()
         for name in names:
             ckpt_io.save_checkpoint(self.run.checkpoint(name), payload)
-        # Only names this trainer writes (step-<8 digits>.pt): a user's own file there is never removed.
-        for old in self.run.numbered_checkpoints()[:-self.cfg.train.keep_last]:
-            old.unlink()
+        # Only names this trainer writes (step-<8 digits>.pt): a user's own file there is never removed; nor is a
+        # favourite (`soundalike keep`).
+        self.run.prune(self.run.numbered_checkpoints(), self.cfg.train.keep_last)
 
     # --- the loop ---------------------------------------------------------------------------------------------
 

@@ -38,7 +38,11 @@ class NoiseStream:
 
     def block_noise(self) -> torch.Tensor:
         """The next whole block (B, block, width)."""
-        u = torch.rand((self.batch, self.block, self.width), generator=self.gen, device=self.device)
+        return self.transform(torch.rand((self.batch, self.block, self.width), generator=self.gen,
+                                         device=self.device))
+
+    def transform(self, u: torch.Tensor) -> torch.Tensor:
+        """Uniform numbers (..., width) -> the noise handed out: Gumbel, the last `uniform` columns uniform."""
         if not self.uniform:
             return gumbel(u)
         k = self.width - self.uniform
@@ -77,6 +81,22 @@ class NoiseStream:
         if state["pos"] < self.block:
             self._refill()
             self.pos = state["pos"]
+
+
+class StreamSlice(NoiseStream):
+    """The noise of streams `rows` of a batch of `batch` streams: each block is drawn whole, as a NoiseStream of
+    that batch draws it, and only these rows are kept. Streams [a, b) of a batch then get exactly the samples
+    they get in the whole batch (a render split between processes, `render.Part`)."""
+
+    def __init__(self, batch: int, rows: slice, width: int, seed: int, block: int = NOISE_BLOCK,
+                 device: torch.device | str = "cpu", uniform: int = 0):
+        super().__init__(batch, width, seed, block, device, uniform)
+        self.rows = rows
+
+    def block_noise(self) -> torch.Tensor:
+        """The next whole block of these rows (len(rows), block, width)."""
+        u = torch.rand((self.batch, self.block, self.width), generator=self.gen, device=self.device)
+        return self.transform(u[self.rows])
 
 
 def generate(model: torch.nn.Module, n_samples: int, batch: int = 1, temperature: float | torch.Tensor = 1.0,
