@@ -31,7 +31,7 @@ def test_overrides_are_typed_and_reach_nested_fields():
     ("train.seq_len=1000", "train.seq_len: must be a multiple of the top frame size 64"),
     ("train.max_time=soon", "train.max_time: expected a duration"),
     ("nonsense", "expected KEY=VALUE"),
-    ("model.n_stacks=3", "model.n_stacks: unknown key for family samplernn (known: family, frame_sizes, dim"),
+    ("model.n_stacks=3", "model.n_stacks: unknown key for family samplernn (known: family, output, mixtures, frame_sizes, dim"),
     ("model.family=rnn", "model.family: unknown family 'rnn' (known: samplernn, wavenet)"),
     ("model.family=[rnn]", "model.family: unknown family"),
     ("model=3", "model: expected a mapping"),
@@ -51,7 +51,7 @@ def test_bad_yaml_file(tmp_path):
     with pytest.raises(UserError, match="train.bogus: unknown key"):
         load_config(p)
     p.write_text("model:\n  family: wavenet\n  n_stacks: 2\n  frame_sizes: [16]\n")
-    with pytest.raises(UserError, match=r"^model.frame_sizes: unknown key for family wavenet \(known: family, n_stacks"):
+    with pytest.raises(UserError, match=r"^model.frame_sizes: unknown key for family wavenet \(known: family, output, mixtures, n_stacks"):
         load_config(p)
     p.write_text("train: [1, 2")
     with pytest.raises(UserError, match="not valid YAML"):
@@ -93,5 +93,5 @@ def test_model_family_picks_the_section_dataclass_and_its_defaults():
     cfg = load_config(None, ["model.family=wavenet", "model.n_stacks=2"])
     assert cfg.model.family == "wavenet" and cfg.model.n_stacks == 2 and cfg.model.n_layers == 10
     assert cfg.to_dict()["model"] == {"family": "wavenet", **{k: getattr(cfg.model, k) for k in (
-        "n_stacks", "n_layers", "residual_channels", "dilation_channels", "skip_channels", "out_channels",
+        "output", "mixtures", "n_stacks", "n_layers", "residual_channels", "dilation_channels", "skip_channels", "out_channels",
         "kernel_size")}}

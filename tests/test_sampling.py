@@ -53,6 +53,8 @@ def backend(request):
 @pytest.mark.parametrize("path", SAMPLERNN_CONFIGS, ids=lambda p: p.stem)
 def test_fast_equals_reference_for_every_shipped_config(path, backend):
     model = shipped(path)
+    if backend == "numpy" and model.head.kind != "softmax":
+        pytest.skip("the numpy fallback draws from softmax heads only (the torch backend takes the others)")
     n = 2 * model.lookback + 37
     ref = reference_generate(model, n, batch=3, temperature=torch.tensor(TEMPS), seed=7)
     fast = generate(model, n, batch=3, temperature=TEMPS, seed=7, backend=backend)
