@@ -84,6 +84,9 @@ def render_and_measure(name: str, ckpt: Path, data: Path, out: Path, count: int,
                        setting: str) -> dict:
     temperature, _, min_p = setting.partition(":")
     folder = out / "renders" / f"{name}@{setting}"
+    done = out / "reports" / f"{name}@{setting}.row.json"
+    if done.exists():  # measured by an earlier run of this tool
+        return json.loads(done.read_text())
     args = ["render", "--ckpt", str(ckpt), "--count", str(count), "--seconds", str(seconds), "--seed", "1",
             "--temperature", temperature, "--min-p", min_p or "0", "--out", str(folder), "--threads", "2",
             "--overwrite"]
@@ -94,6 +97,7 @@ def render_and_measure(name: str, ckpt: Path, data: Path, out: Path, count: int,
     soundalike("stats", str(folder), "--reference", str(data), "--json", str(report_path))
     row = {"setting": setting, "realtime_factor": round(count * seconds / wall, 2),
            **summary(json.loads(report_path.read_text()))}
+    done.write_text(json.dumps(row))
     return row
 
 
@@ -138,14 +142,18 @@ def main() -> None:
     train(args.configs, data, out, args.minutes, args.parallel)
 
     data_report = out / "reports" / "data.json"
-    valid = [str(c) for c in __import__("soundalike.stats", fromlist=["x"]).dataset_chunks(data, "valid")]
-    soundalike("stats", *valid[:24], "--reference", str(data), "--json", str(data_report))
+    if not data_report.exists():
+        valid = [str(c) for c in __import__("soundalike.stats", fromlist=["x"]).dataset_chunks(data, "valid")]
+        soundalike("stats", *valid[:24], "--reference", str(data), "--json", str(data_report))
     result = {"data": str(data), "minutes": args.minutes, "data_clips": summary(json.loads(data_report.read_text())),
               "configs": []}
     tracks = {}
     for name in args.configs:
         ckpt = out / "runs" / name / "checkpoints" / "best.pt"
-        ev = json.loads(soundalike("evaluate", "--ckpt", str(ckpt), "--split", "valid", "--json").stdout)
+        saved = out / "reports" / f"{name}.evaluate.json"
+        if not saved.exists():
+            saved.write_text(soundalike("evaluate", "--ckpt", str(ckpt), "--split", "valid", "--json").stdout)
+        ev = json.loads(saved.read_text())
         row = {"config": name, "step": ev["step"], "valid_bits": round(ev["bits"], 4),
                "valid_bits16": round(ev["bits16"], 4), "marginal_bits16": round(ev["marginal_entropy_bits16"], 4),
                "renders": []}
