@@ -142,8 +142,8 @@ def test_nan_loss_stops_with_one_line_and_keeps_the_last_good_checkpoint(tiny_da
     before = latest.read_bytes()
 
     from soundalike.models.samplernn.model import SampleMLP
-    real_head = SampleMLP.head
-    monkeypatch.setattr(SampleMLP, "head", lambda self, h: real_head(self, h) * float("nan"))
+    real_features = SampleMLP.features
+    monkeypatch.setattr(SampleMLP, "features", lambda self, h: real_features(self, h) * float("nan"))
     assert main([*argv, "--max-steps", "20"], command="train") == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert err[-1].startswith("soundalike train: error: loss became nan at step 11")
