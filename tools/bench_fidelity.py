@@ -25,6 +25,8 @@ from pathlib import Path
 
 import numpy as np
 
+from soundalike.stats import dataset_chunks
+
 ROOT = Path(__file__).resolve().parents[1]
 PY = sys.executable
 
@@ -109,8 +111,6 @@ def picture(data: Path, out: Path, tracks: dict[str, Path], seconds: float) -> P
     import matplotlib.pyplot as plt
     import soundfile as sf
 
-    from soundalike.stats import dataset_chunks
-
     clip = dataset_chunks(data, "valid")[0]
     rows = [("data: " + clip.name, clip), *tracks.items()]
     fig, axes = plt.subplots(len(rows), 1, figsize=(10, 2.1 * len(rows)), squeeze=False)
@@ -143,7 +143,7 @@ def main() -> None:
 
     data_report = out / "reports" / "data.json"
     if not data_report.exists():
-        valid = [str(c) for c in __import__("soundalike.stats", fromlist=["x"]).dataset_chunks(data, "valid")]
+        valid = [str(c) for c in dataset_chunks(data, "valid")]
         soundalike("stats", *valid[:24], "--reference", str(data), "--json", str(data_report))
     result = {"data": str(data), "minutes": args.minutes, "data_clips": summary(json.loads(data_report.read_text())),
               "configs": []}

@@ -14,7 +14,7 @@ from soundalike.checkpoint import build_model, load_checkpoint, model_payload, s
 from soundalike.config import load_config
 from soundalike.errors import UserError
 from soundalike.models import FAMILIES, Family
-from soundalike.models.heads import Head, HeadConfig, controls
+from soundalike.models.heads import Head, HeadConfig
 from soundalike.quantize import Quantizer
 from soundalike.sampling import engine, generate, reference, reference_generate
 from soundalike.sampling.reference import NoiseStream
@@ -83,7 +83,7 @@ class BigramStepper:
 
 def bigram_reference(model, n_samples, batch=1, temperature=1.0, seed=0, prime=None, min_p=0.0) -> torch.Tensor:
     seq = torch.full((batch, 1 + n_samples), model.q_levels // 2, dtype=torch.long)
-    c = controls(*(torch.as_tensor(v, dtype=torch.float32).reshape(-1).expand(batch) for v in (temperature, min_p)))
+    c = engine.stream_controls(temperature, min_p, batch)
     noise = NoiseStream(batch, model.head.noise_width, seed, uniform=model.head.uniform)
     for pos in range(1, seq.shape[1]):
         params, z = model.step(seq[:, pos - 1])

@@ -138,6 +138,11 @@ def temperatures(temperature, batch: int, what: str = "temperatures") -> torch.T
     return temp.expand(batch).clone()
 
 
+def stream_controls(temperature, min_p, batch: int, device=None) -> Controls:
+    """The sampling controls of `batch` streams from one temperature and min-p floor or one per stream each."""
+    return controls(temperatures(temperature, batch).to(device), temperatures(min_p, batch, "min-p floors").to(device))
+
+
 def stepper_head(head: Head, device, dtype: torch.dtype, weights: str) -> Head:
     """A stepper's copy of a model's output head: in `dtype` on `device`, its weight matrix rounded as
     `with_compact_weights` rounds it (the coarse embedding is a row lookup, kept exact)."""

@@ -38,8 +38,11 @@ class NoiseStream:
 
     def block_noise(self) -> torch.Tensor:
         """The next whole block (B, block, width)."""
-        return self.transform(torch.rand((self.batch, self.block, self.width), generator=self.gen,
-                                         device=self.device))
+        return self.transform(self.uniforms())
+
+    def uniforms(self) -> torch.Tensor:
+        """The next block's uniform numbers for the whole batch (batch, block, width)."""
+        return torch.rand((self.batch, self.block, self.width), generator=self.gen, device=self.device)
 
     def transform(self, u: torch.Tensor) -> torch.Tensor:
         """Uniform numbers (..., width) -> the noise handed out: Gumbel, the last `uniform` columns uniform."""
@@ -95,8 +98,7 @@ class StreamSlice(NoiseStream):
 
     def block_noise(self) -> torch.Tensor:
         """The next whole block of these rows (len(rows), block, width)."""
-        u = torch.rand((self.batch, self.block, self.width), generator=self.gen, device=self.device)
-        return self.transform(u[self.rows])
+        return self.transform(self.uniforms()[self.rows])
 
 
 def generate(model: torch.nn.Module, n_samples: int, batch: int = 1, temperature: float | torch.Tensor = 1.0,

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import torch
 
+from ...sampling.engine import stream_controls
 from ...sampling.reference import NoiseStream
-from ..heads import controls
 from .model import SampleRNN
 
 
@@ -20,8 +20,7 @@ def generate(model: SampleRNN, n_samples: int, batch: int = 1, temperature: floa
     """
     model.eval()
     device = next(model.parameters()).device
-    c = controls(*(torch.as_tensor(v, dtype=torch.float32).reshape(-1).expand(batch).to(device)
-                   for v in (temperature, min_p)))
+    c = stream_controls(temperature, min_p, batch, device)
     silence = model.q_levels // 2
     lookback, fs = model.lookback, model.frame_sizes[0]
     forced = 0

@@ -21,9 +21,9 @@ import warnings
 import torch
 
 from ...sampling import kernel as _kernel
-from ...sampling.engine import stepper_head, stepper_placement, weight, with_compact_weights
+from ...sampling.engine import stepper_head, stepper_placement, stream_controls, weight, with_compact_weights
 from ...sampling.reference import NoiseStream
-from ..heads import Controls, controls, pick, split_digits
+from ..heads import Controls, pick, split_digits
 
 # c: compiled CPU loop (csrc/wavenet.cpp, through kernel.py); torch: torch ops on any device; graph: those ops
 # for `hop` samples captured in one CUDA graph. auto: c on the CPU, torch elsewhere (as for SampleRNN).
@@ -284,8 +284,7 @@ class WaveNetStepper:
 def _start(model, n_samples: int, batch: int, temperature, prime, min_p) -> tuple[torch.Tensor, Controls, int]:
     """History buffer (B, receptive_field + forced + n) of silence and prime, the sampling controls, forced."""
     device = next(model.parameters()).device
-    c = controls(*(torch.as_tensor(v, dtype=torch.float32).reshape(-1).expand(batch).to(device)
-                   for v in (temperature, min_p)))
+    c = stream_controls(temperature, min_p, batch, device)
     forced = 0
     if prime is not None:
         prime = torch.as_tensor(prime, dtype=torch.long).to(device)
