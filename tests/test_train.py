@@ -266,3 +266,17 @@ def test_init_from_starts_a_new_run_from_another_models_weights(tiny_dataset, tm
     assert err.count("\n") == 1 and "model.dim is 32 there, 48 here" in err
     assert main([*argv, "--name", "other", "--set", "data.q_levels=128"], command="train") == 2
     assert "quantizes to mulaw 256" in capsys.readouterr().err
+
+
+def test_a_cpu_time_budget_ends_training_by_what_this_process_used(tiny_dataset, tmp_path, monkeypatch):
+    """train.max_cpu_time counts this process's CPU seconds, not the wall clock: a run on a shared machine gets
+    the budget it was given. The CPU clock is faked to read 1 s per step done, so a 5 s budget is 5 steps."""
+    import soundalike.train as train_module
+
+    cfg = load_config(ROOT / "configs" / "demo.yaml", tiny_overrides(tiny_dataset, tmp_path, **{
+        "train.max_cpu_time": "5s", "train.val_every": 1000, "train.sample_count": 0}))
+    trainer = Trainer(cfg, device="cpu")
+    monkeypatch.setattr(train_module.time, "process_time", lambda: float(trainer.step))
+    trainer.fit()
+    assert "reached max_cpu_time=5s" in (tmp_path / "tiny" / "train.log").read_text()
+    assert int(load_checkpoint(tmp_path / "tiny" / "checkpoints" / "latest.pt")["step"]) == 5

@@ -1,7 +1,8 @@
 """Fidelity of renders against the data, per output option, at the same CPU budget: the figures of the
 README's "Fidelity" table.
 
-For each config: train it on DATA for the same wall time with one thread (two configs at a time on two cores),
+For each config: train it on DATA for the same CPU time with one thread (`train.max_cpu_time`, so that configs
+trained at once, or beside other work, get the same budget; `--parallel` at a time),
 evaluate the best checkpoint's validation NLL (bits per sample in the model's own unit and at 16-bit
 resolution), render `--count` tracks of `--seconds` at each sampling setting, and run `soundalike stats` on
 them against the dataset (verdicts, hiss floor, DC, level, Fréchet distance); the dataset's own valid
@@ -10,7 +11,7 @@ first track side by side. Rendering speed is the real-time factor of the whole `
 `--count` with two threads. Prints one JSON object; the runs, renders, reports and picture stay under --out.
 
     python tools/bench_fidelity.py --data data/demo/dataset --out runs-fidelity/demo \\
-        --configs demo demo-16bit demo-mol demo-preemph --minutes 10 --sampling 1.0 1.0:0.02
+        --configs demo demo-16bit demo-mol demo-preemph --cpu-minutes 15 --sampling 1.0 1.0:0.02
 """
 
 from __future__ import annotations
@@ -40,7 +41,7 @@ def soundalike(*args: str, threads: int | None = None) -> subprocess.CompletedPr
 
 
 def train(configs: list[str], data: Path, out: Path, minutes: float, parallel: int) -> None:
-    """Train every config for `minutes` with one thread, `parallel` at a time."""
+    """Train every config for `minutes` of CPU time with one thread, `parallel` at a time."""
     pending = list(configs)
     running: list[subprocess.Popen] = []
     while pending or running:
@@ -52,7 +53,8 @@ def train(configs: list[str], data: Path, out: Path, minutes: float, parallel: i
             running.append(subprocess.Popen(
                 [PY, "-m", "soundalike", "train", "--config", str(ROOT / "configs" / f"{name}.yaml"),
                  "--set", f"data.path={data}", "--set", f"run_root={out / 'runs'}", "--set", f"name={name}",
-                 "--set", f"train.max_time={minutes * 60:g}s", "--set", "train.threads=1",
+                 "--set", "train.max_time=", "--set", f"train.max_cpu_time={minutes * 60:g}s",
+                 "--set", "train.threads=1",
                  "--set", "train.sample_count=0"],
                 cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "OMP_NUM_THREADS": "1"}))
         time.sleep(2)
@@ -131,7 +133,7 @@ def main() -> None:
     p.add_argument("--data", type=Path, required=True)
     p.add_argument("--out", type=Path, required=True)
     p.add_argument("--configs", nargs="+", default=["demo", "demo-16bit", "demo-mol"])
-    p.add_argument("--minutes", type=float, default=10.0, help="training wall time per config (one thread)")
+    p.add_argument("--cpu-minutes", type=float, default=15.0, help="training CPU time per config (one thread)")
     p.add_argument("--parallel", type=int, default=2, help="configs trained at once")
     p.add_argument("--sampling", nargs="+", default=["1.0"], help="TEMPERATURE[:MIN_P] settings to render")
     p.add_argument("--count", type=int, default=4)
@@ -139,13 +141,13 @@ def main() -> None:
     args = p.parse_args()
     data, out = args.data.resolve(), args.out.resolve()
     (out / "reports").mkdir(parents=True, exist_ok=True)
-    train(args.configs, data, out, args.minutes, args.parallel)
+    train(args.configs, data, out, args.cpu_minutes, args.parallel)
 
     data_report = out / "reports" / "data.json"
     if not data_report.exists():
         valid = [str(c) for c in dataset_chunks(data, "valid")]
         soundalike("stats", *valid[:24], "--reference", str(data), "--json", str(data_report))
-    result = {"data": str(data), "minutes": args.minutes, "data_clips": summary(json.loads(data_report.read_text())),
+    result = {"data": str(data), "cpu_minutes": args.cpu_minutes, "data_clips": summary(json.loads(data_report.read_text())),
               "configs": []}
     tracks = {}
     for name in args.configs:

@@ -44,6 +44,7 @@ class TrainConfig:
     grad_clip: float = 1.0
     max_steps: int = 0  # 0: no limit
     max_time: str = ""  # e.g. "3d", "12h", "90m", "600s"; empty: no limit
+    max_cpu_time: str = ""  # the same, in CPU time of this process (all its threads): fair budgets on a shared machine
     seed: int = 0
     log_every: int = 50
     val_every: int = 1000  # also writes checkpoints `latest` and `best`
@@ -239,6 +240,7 @@ def validate(cfg: Config) -> None:
     if not re.fullmatch(r"[\w .-]+", cfg.name) or cfg.name.strip(" .") == "":
         raise UserError(f"name: {cfg.name!r} must be a plain folder name (letters, digits, '.', '-', '_')")
     parse_duration(t.max_time, "train.max_time")
+    parse_duration(t.max_cpu_time, "train.max_cpu_time")
 
 
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}

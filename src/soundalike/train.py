@@ -337,12 +337,15 @@ class Trainer:
             raise AssertionError(f"DDP replicas diverged at step {self.step}")
         self.log(f"step {self.step}: {self.dist.world} ranks in sync ({len(params)} parameter tensors equal)")
 
-    def _stop_requested(self, deadline: float | None, started: float) -> str | None:
+    def _stop_requested(self, deadline: float | None, started: float, cpu_budget: float | None,
+                        cpu_started: float) -> str | None:
         t = self.cfg.train
         if t.max_steps and self.step >= t.max_steps:
             return f"reached max_steps={t.max_steps}"
         if deadline is not None and time.time() - started >= deadline:
             return f"reached max_time={t.max_time}"
+        if cpu_budget is not None and time.process_time() - cpu_started >= cpu_budget:
+            return f"reached max_cpu_time={t.max_cpu_time}"
         return self.stop_reason
 
     def _on_signal(self, signum, frame) -> None:
@@ -370,6 +373,8 @@ class Trainer:
         t = self.cfg.train
         deadline = parse_duration(t.max_time)
         started = time.time()
+        cpu_budget = parse_duration(t.max_cpu_time)
+        cpu_started = time.process_time()
         old_handlers = {s: signal.signal(s, self._on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
         samples_per_step = t.batch_size * t.seq_len
         # Redirected to a file (a days-long run under nohup), a bar redraw every 30 s is enough.
@@ -381,7 +386,7 @@ class Trainer:
         try:
             if self.validation_pending:  # the run was stopped during this step's validation
                 self._checkpoint_and_validate()
-            while (reason := self._agree(self._stop_requested(deadline, started))) is None:
+            while (reason := self._agree(self._stop_requested(deadline, started, cpu_budget, cpu_started))) is None:
                 step_t = time.time()
                 loss = self.train_step()
                 self.elapsed += time.time() - step_t
