@@ -53,7 +53,8 @@ def make_project(root: Path) -> Path:
     lines = []
     for s in range(50, 1001, 50):
         m = {"step": s, "elapsed_s": 9.0 * s, "train_bits": 8 - s / 250}
-        lines.append(json.dumps({**m, "val_bits": 8.2 - s / 250} if s % 500 == 0 else m))
+        val = {"val_bits": 8.2 - s / 250, "val_bits16": 14.2 - s / 250}
+        lines.append(json.dumps({**m, **val} if s % 500 == 0 else m))
     (run / "metrics.jsonl").write_text("\n".join(lines) + '\n{"step": 1050, "train_')  # a line being written
     rng = np.random.default_rng(0)
     for step, clips in ((500, [0.2 * rng.standard_normal(RATE) for _ in range(2)]),
@@ -103,6 +104,15 @@ def test_page_shows_every_clip_newest_first(built):
     assert "temperature 0.95" in page and "seed 101" in page and "best.pt" in page and "latest.pt" in page
     assert "Fréchet" in page and "train split" in page  # the data section with its anchors
     assert "valid split" in page and "train split" in page  # the two example chunks
+
+
+def test_validation_nll_is_shown_in_both_units(built):
+    _, page = built
+    assert "best validation 4.2000 bits/sample (10.2000 at 16-bit resolution)" in page
+    table = page[page.index('<div class="overview">'):]
+    table = table[:table.index("</table>")]
+    assert "<th>at 16-bit</th>" in table
+    assert "<td>4.2000</td><td>10.2000</td>" in table and "<td>6.2000</td><td>12.2000</td>" in table
 
 
 def test_page_is_self_contained_and_lazy(built):

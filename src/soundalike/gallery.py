@@ -441,12 +441,14 @@ def _commands_html(g: Group, run_dir: Path) -> str:
 
 
 def _overview(groups: list[Group], metrics: list[dict], ref: Reference | None) -> tuple[str, str]:
-    """One row a checkpoint: validation bits, verdicts, Fréchet distance; the trend at a glance."""
-    val = {int(m["step"]): m["val_bits"] for m in metrics if isinstance(m.get("val_bits"), (int, float))}
+    """One row a checkpoint: validation bits (the model's unit and at 16-bit resolution, which compares models
+    with different outputs), verdicts, Fréchet distance; the trend at a glance."""
+    val = {int(m["step"]): m for m in metrics if isinstance(m.get("val_bits"), (int, float))}
     rows = []
     for g in groups:
-        v = val.get(g.step) if g.step is not None else None
-        rows.append(f"<tr><td>{'★ ' * g.kept}{_esc(g.title)}</td><td>{_fmt(v, '.4f')}</td>"
+        v = val.get(g.step, {}) if g.step is not None else {}
+        rows.append(f"<tr><td>{'★ ' * g.kept}{_esc(g.title)}</td><td>{_fmt(v.get('val_bits'), '.4f')}</td>"
+                    f"<td>{_fmt(v.get('val_bits16'), '.4f')}</td>"
                     f"<td>{_esc(_verdict_counts(g.clips))}</td><td>{_fmt(g.frechet, '.1f')}</td></tr>")
     note = ""
     if ref is not None:
@@ -454,7 +456,8 @@ def _overview(groups: list[Group], metrics: list[dict], ref: Reference | None) -
         note = (f'<p class="small muted">Fréchet: distance of the clips\' log-mel frames to the valid split; '
                 f'for scale, the train split scores {_fmt(d["train_split"], ".1f")} and white noise '
                 f'{_fmt(d["white_noise"], ".1f")}.</p>')
-    head = "<thead><tr><th>checkpoint</th><th>val bits</th><th>verdicts</th><th>Fréchet</th></tr></thead>"
+    head = ("<thead><tr><th>checkpoint</th><th>val bits</th><th>at 16-bit</th><th>verdicts</th><th>Fréchet</th>"
+            "</tr></thead>")
     return f'<div class="overview"><table>{head}{"".join(rows)}</table></div>', note
 
 
@@ -558,11 +561,15 @@ def build_gallery(run_dir: str | Path, renders_dir: str | Path | None = None) ->
             g.frechet = frechet_distance(sum(frames[1:], frames[0]), ref.valid)
 
     last = metrics[-1] if metrics else {}
-    best = min((m["val_bits"] for m in metrics if isinstance(m.get("val_bits"), (int, float))), default=None)
+    best = min((m for m in metrics if isinstance(m.get("val_bits"), (int, float))), default=None,
+               key=lambda m: m["val_bits"])
+    best_txt = None if best is None else f"best validation {best['val_bits']:.4f} bits/sample" + (
+        f" ({best['val_bits16']:.4f} at 16-bit resolution)" if isinstance(best.get("val_bits16"), (int, float))
+        else "")
     summary = " · ".join(x for x in (
         f"step {last['step']:,}" if last else "",
         f"{last.get('elapsed_s', 0) / 3600:.2f} h of training" if last else "",
-        f"best validation {best:.4f} bits/sample" if best is not None else "",
+        best_txt or "",
         f"page written {time.strftime('%Y-%m-%d %H:%M:%S')}",
     ) if x)
     page = [
