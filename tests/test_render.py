@@ -96,6 +96,28 @@ def test_default_render_uses_the_newest_run_and_writes_the_contract(project, cap
     assert "runs/tiny/checkpoints/best.pt" in err.err and "track-01.wav: 0.3 s, temperature 1.5" in err.out
 
 
+def test_the_tail_cut_defaults_to_the_models_own_and_a_flag_overrides_it(tmp_path, monkeypatch):
+    """A model whose config says train.sample_min_p renders with that floor unless --min-p says otherwise (the
+    project's checkpoint above has none: 0)."""
+    from soundalike.config import TrainConfig
+
+    cfg = Config(name="tiny", data=DataConfig(quantization="mulaw", q_levels=256), train=TrainConfig(sample_min_p=0.9),
+                 model=SampleRNNConfig(frame_sizes=[4, 2], dim=16, emb_size=8))
+    torch.manual_seed(0)
+    model = from_config(cfg)
+    ckpt = tmp_path / "best.pt"
+    save_checkpoint(ckpt, model_payload(model, PLAIN, RATE, cfg.to_dict()))
+    drawn = {}
+    for name, flags in (("default", []), ("off", ["--min-p", "0"]), ("same", ["--min-p", "0.9"])):
+        out = tmp_path / name
+        assert render("--ckpt", str(ckpt), "--seconds", "0.2", "--seed", "3", "--out", str(out), *flags) == 0
+        assert json.loads((out / "render.json").read_text())["tracks"][0]["min_p"] == (0.0 if name == "off" else 0.9)
+        drawn[name] = sf.read(out / "track-00.wav", dtype="int16")[0]
+    floor = Sampler(build_model(load_checkpoint(ckpt)), 1, [1.0], 3, min_p=0.9).generate(1600).numpy()
+    assert np.array_equal(drawn["default"], pcm(floor[0])) and np.array_equal(drawn["default"], drawn["same"])
+    assert not np.array_equal(drawn["default"], drawn["off"])
+
+
 def test_interrupted_and_resumed_render_is_bitwise_identical(project, monkeypatch):
     common = ["--seconds", "1", "--block-seconds", "0.1", "--seed", "11", "--count", "2", "--temperature", "0.7"]
     assert render(*common, "--out", "whole") == 0

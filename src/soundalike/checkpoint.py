@@ -216,5 +216,12 @@ def build_model(ckpt: dict[str, Any]) -> torch.nn.Module:
     return model.eval()
 
 
+def default_min_p(ckpt: dict[str, Any]) -> float:
+    """The min-p floor a model renders with unless told otherwise: its config's `train.sample_min_p` (what its
+    preview clips used; 0, no floor, for checkpoints made before the option existed)."""
+    train = ckpt.get("config", {}).get("train", {})
+    return float(train.get("sample_min_p", 0.0)) if isinstance(train, dict) else 0.0
+
+
 def quantizer_of(ckpt: dict[str, Any]) -> Quantizer:
     return Quantizer(**ckpt["quantizer"])

@@ -64,9 +64,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--count", type=int, default=1, help="tracks, generated together in one batch (default 1)")
     p.add_argument("--temperature", default="1.0",
                    help="sampling temperature: one value, or one per track separated by commas (default 1.0)")
-    p.add_argument("--min-p", type=float, default=0.0,
+    p.add_argument("--min-p", type=float,
                    help="cut the improbable tail: draw only levels at least this fraction as likely as the most "
-                        "likely one (min-p sampling; 0 = off, the default; see docs/SAMPLING.md)")
+                        "likely one (min-p sampling; 0 = off; default: the model's own, its config's "
+                        "train.sample_min_p; see docs/SAMPLING.md)")
     p.add_argument("--seed", type=int, help="random seed (default: a new one, printed and saved in render.json)")
     p.add_argument("--prime", metavar="FILE", help="audio file whose start sets the model's state first")
     p.add_argument("--prime-seconds", type=float, default=4.0, help="seconds of --prime to use (default 4)")
@@ -245,6 +246,8 @@ class Render:
         if device.type == "cuda":
             torch.backends.cuda.matmul.allow_tf32 = True  # logits differ in the last bits only
         model = ckpt_io.build_model(ckpt).to(device)
+        if params.get("min_p", 0.0) is None:  # no --min-p: the tail cut the model was shipped with
+            params["min_p"] = ckpt_io.default_min_p(ckpt)
         del ckpt
         # On a GPU the noise is drawn there too: from the CPU it would cap large batches.
         head = model.head
@@ -270,7 +273,8 @@ class Render:
         out, params = part.from_main(lambda: cls._plan(args, part))
         job = cls(out, params, part.device(args.device), args.threads, part)
         if part.main:
-            print(f"seed {params['seed']}; writing {args.count} track(s) of {params['seconds']:g} s to {out}"
+            print(f"seed {params['seed']}, min-p {params['min_p']:g}; writing {args.count} track(s) of "
+                  f"{params['seconds']:g} s to {out}"
                   + (f" from {part.world} processes" if part.world > 1 else ""), file=sys.stderr)
         prime = None
         if args.prime is not None:
@@ -309,7 +313,7 @@ class Render:
             if not Path(args.prime).is_file():
                 raise UserError(f"--prime {args.prime}: no such file")
         temps = parse_temperatures(args.temperature, args.count)
-        if not 0 <= args.min_p < 1:
+        if args.min_p is not None and not 0 <= args.min_p < 1:
             raise UserError(f"--min-p must be at least 0 and below 1, got {args.min_p}")
         pick_device(args.device)
         ckpt = (Path(args.ckpt) if args.ckpt else newest_best(args.runs)).resolve()
