@@ -6,7 +6,7 @@ One generator, any number of listeners. Three threads and an asyncio loop:
   seconds; it waits when the queue is full), so memory is the same after a day as after a minute;
 - the on-air thread takes one block when it is due (real time), encodes it to MP3 (`mp3.Mp3Encoder`),
   writes it to the archive (`archive.Archive`, `--archive`) and hands the MP3 chunk to the loop;
-- the loop (aiohttp) keeps the last `RING_S` seconds of chunks (`Hub`) and serves them: every listener of
+- the loop (aiohttp) keeps the last `--lag` seconds of chunks (`Hub`) and serves them: every listener of
   `/stream` starts BURST_S behind the live edge (so a player starts at once) and then follows it, each in its
   own coroutine; one that reads too slowly falls off the ring and skips ahead to the live edge, one that
   stalls for `--write-timeout` seconds is dropped. Neither waits on the generator nor on another listener.
@@ -42,7 +42,6 @@ from pathlib import Path
 
 from .errors import UserError
 
-RING_S = 30.0  # seconds of MP3 the server keeps: how far a listener may lag before it skips ahead
 BURST_S = 3.0  # seconds behind the live edge a new listener starts (a player starts at once; still a radio)
 MEASURE_S = 4.0  # audio generated before going on air to measure the generator's speed
 MIN_FACTOR = 1.1  # below this real-time factor the station does not go on air live
@@ -74,6 +73,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="for a generator slower than real time: seconds to pre-render before airing, and to "
                         "refill whenever the buffer runs dry (default 0: refuse to air a slow generator)")
     p.add_argument("--max-listeners", type=int, default=1000, help="listeners served at once (default 1000)")
+    p.add_argument("--lag", type=float, default=30.0,
+                   help="seconds a listener may fall behind the live edge before it skips ahead to it (default 30)")
     p.add_argument("--write-timeout", type=float, default=10.0,
                    help="seconds a listener may block a write before it is dropped (default 10)")
     p.add_argument("--threads", type=int, default=0, help="CPU threads of the sampler (default 0: one per core)")
@@ -117,6 +118,7 @@ def check_args(args: argparse.Namespace) -> None:
     _positive("--ahead", args.ahead)
     _positive("--prebuffer", args.prebuffer, zero=True)
     _positive("--write-timeout", args.write_timeout)
+    _positive("--lag", args.lag)
     _positive("--part-seconds", args.part_seconds)
     if args.max_listeners < 1:
         raise UserError(f"--max-listeners must be at least 1, got {args.max_listeners}")
@@ -156,8 +158,8 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(f"{ckpt}: sample rate {station.rate} Hz cannot be broadcast as MP3 (it carries "
                         f"{', '.join(map(str, RATES))} Hz)")
     print(f"station: {ckpt} (seed {seed}, temperature {low:g}" + (f" to {high:g}" if high > low else "")
-          + f", keep-alive {args.keep_alive}" + (f", restarts from {station.data}" if station.data else
-                                                 ", restarts from silence (no training data found)") + ")",
+          + (", keep-alive off" if args.keep_alive == "off" else f", keep-alive on, restarts from {station.data}"
+             if station.data else ", keep-alive on, restarts from silence (the training data is not here)") + ")",
           file=sys.stderr)
     if args.offline is not None:
         report = offline(station, args.offline, Path(args.out), args.part_seconds)
@@ -380,7 +382,7 @@ class Radio:
         from aiohttp import web
 
         self.loop = asyncio.get_running_loop()
-        self.hub = Hub(max(4, math.ceil(RING_S * self.rate / self.station.block)))
+        self.hub = Hub(max(2, math.ceil(self.args.lag * self.rate / self.station.block)))
         await self.loop.run_in_executor(None, self.measure)
         if self.slow:
             self.state = "buffering"
