@@ -32,6 +32,7 @@ import queue
 import resource
 import secrets
 import signal
+import socket
 import sys
 import threading
 import time
@@ -45,6 +46,7 @@ from .errors import UserError
 BURST_S = 3.0  # seconds behind the live edge a new listener starts (a player starts at once; still a radio)
 MEASURE_S = 4.0  # audio generated before going on air to measure the generator's speed
 MIN_FACTOR = 1.1  # below this real-time factor the station does not go on air live
+SEND_BUFFER = 16384  # bytes: a listener's socket send buffer (the kernel doubles it) and the transport's
 ASSETS = {"/": ("radio.html", "text/html"), "/radio.css": ("radio.css", "text/css"),
           "/radio.js": ("radio.js", "text/javascript")}
 
@@ -457,6 +459,7 @@ class Radio:
             raise web.HTTPServiceUnavailable(text="the station has as many listeners as it serves\n")
         resp = web.StreamResponse(headers={"Content-Type": "audio/mpeg", "Cache-Control": "no-cache, no-store",
                                            "icy-name": "soundalike radio", "X-Content-Type-Options": "nosniff"})
+        _small_buffers(request.transport)
         await resp.prepare(request)
         c.listeners += 1
         c.served += 1
@@ -541,6 +544,17 @@ def icecast_target(text: str):
         raise UserError(f"--icecast {url.with_password(None)}: no source password in the URL "
                         "(http://source:PASSWORD@HOST:PORT/MOUNT)")
     return url.with_user(None), aiohttp.encode_basic_auth(url.user or "source", url.password)
+
+
+def _small_buffers(transport) -> None:
+    """A listener's bytes in flight bounded to a few seconds of audio (socket and transport buffers): memory
+    per listener stays small, and one who stops reading blocks a write, and is dropped, within seconds."""
+    sock = transport.get_extra_info("socket") if transport is not None else None
+    if sock is not None:
+        with contextlib.suppress(OSError):
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SEND_BUFFER)
+    if transport is not None:
+        transport.set_write_buffer_limits(high=SEND_BUFFER)
 
 
 def _finite(o):
