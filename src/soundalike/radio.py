@@ -79,6 +79,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="seconds a listener may fall behind the live edge before it skips ahead to it (default 30)")
     p.add_argument("--write-timeout", type=float, default=10.0,
                    help="seconds a listener may block a write before it is dropped (default 10)")
+    p.add_argument("--device", help="cpu, cuda or cuda:N (default: CUDA if available)")
     p.add_argument("--threads", type=int, default=0, help="CPU threads of the sampler (default 0: one per core)")
     p.add_argument("--weights", choices=("full", "bf16", "int8"), default="full", help="as in render")
     p.add_argument("--offline", type=float, metavar="SECONDS",
@@ -145,15 +146,17 @@ def check_args(args: argparse.Namespace) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from .device import pick_device
     from .run_folder import newest_best
     from .station import KeepAlive, Station, offline
 
     check_args(args)
+    device = pick_device(args.device)
     ckpt = Path(args.ckpt) if args.ckpt else newest_best(args.runs)
     seed = args.seed if args.seed is not None else secrets.randbelow(2**31)
     low, high = args.temperature_range
     station = Station(ckpt, KeepAlive(low, high, enabled=args.keep_alive == "on"), seed=seed, min_p=args.min_p,
-                      data=args.data, threads=args.threads, weights=args.weights)
+                      data=args.data, threads=args.threads, weights=args.weights, device=device)
     from .mp3 import RATES
 
     if args.offline is None and station.rate not in RATES:

@@ -56,11 +56,14 @@ class Station:
 
     def __init__(self, ckpt: str | Path, keep_alive: KeepAlive, seed: int = 0, min_p: float = 0.0,
                  data: str | Path | None = None, block_seconds: float = 0.5, threads: int = 0,
-                 weights: str = "full"):
+                 weights: str = "full", device: torch.device | str = "cpu"):
         loaded = ckpt_io.load_checkpoint(ckpt)
         self.checkpoint = str(ckpt)
         self.quantizer, self.rate = ckpt_io.quantizer_of(loaded), int(loaded["sample_rate"])
-        self.model = ckpt_io.build_model(loaded)
+        self.device = torch.device(device)
+        if self.device.type == "cuda":
+            torch.backends.cuda.matmul.allow_tf32 = True  # as render: logits differ in the last bits only
+        self.model = ckpt_io.build_model(loaded).to(self.device)
         self.family, self.model_kwargs = loaded["family"], dict(loaded["model_kwargs"])
         self.step = loaded.get("step")
         self.keep, self.seed, self.min_p = keep_alive, seed, min_p
@@ -104,7 +107,8 @@ class Station:
         from .sampling import Sampler
 
         sampler = Sampler(self.model, 1, self.temperature, self.seed + self.stream, threads=self.threads,
-                          weights=self.weights, min_p=self.min_p)
+                          weights=self.weights, min_p=self.min_p, device=self.device,
+                          device_noise=self.device.type == "cuda")
         state: DeemphasisState | None = None
         if prime and self.chunks:
             levels, name = self._prime_levels()
