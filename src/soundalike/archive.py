@@ -21,7 +21,7 @@ import soundfile as sf
 
 from .render import SUBTYPE, to_flac
 
-NAME = re.compile(r"(\d{8}-\d{6}|part-\d{5})")  # a stamped hour on air, or a numbered offline part
+NAME = re.compile(r"(\d{8}-\d{6}|part-\d{5})(-\d+)?")  # a stamped hour on air, or a numbered offline part
 
 
 def stamped(index: int) -> str:
