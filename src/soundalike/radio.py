@@ -414,6 +414,7 @@ class Radio:
             raise UserError(f"--host {self.args.host} --port {self.args.port}: cannot listen there ({e.strerror})") \
                 from None
         port = runner.addresses[0][1]
+        self.started_wall = time.time()  # on air from here
         host = self.args.host if ":" not in self.args.host else f"[{self.args.host}]"
         print(f"on air: http://{host}:{port}/  (stream: /stream, status: /status)", file=sys.stderr, flush=True)
 
