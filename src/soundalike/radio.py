@@ -167,7 +167,11 @@ def run(args: argparse.Namespace) -> int:
              if station.data else ", keep-alive on, restarts from silence (the training data is not here)") + ")",
           file=sys.stderr)
     if args.offline is not None:
-        report = offline(station, args.offline, Path(args.out), args.part_seconds)
+        old = signal.signal(signal.SIGTERM, _interrupt)
+        try:
+            report = offline(station, args.offline, Path(args.out), args.part_seconds)
+        finally:
+            signal.signal(signal.SIGTERM, old)
         from .atomic import write_json
 
         write_json(Path(args.out) / "station.json", report)
@@ -548,6 +552,10 @@ def icecast_target(text: str):
         raise UserError(f"--icecast {url.with_password(None)}: no source password in the URL "
                         "(http://source:PASSWORD@HOST:PORT/MOUNT)")
     return url.with_user(None), aiohttp.encode_basic_auth(url.user or "source", url.password)
+
+
+def _interrupt(signum, frame) -> None:
+    raise KeyboardInterrupt
 
 
 def _small_buffers(transport) -> None:

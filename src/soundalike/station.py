@@ -20,6 +20,7 @@ from its seed and the data.
 from __future__ import annotations
 
 import math
+import sys
 import time
 from collections import deque
 from dataclasses import dataclass
@@ -210,19 +211,28 @@ def _config_data(ckpt: dict) -> str | None:
 
 
 def offline(station: Station, seconds: float, out: Path, part_seconds: float = 60.0) -> dict:
-    """Generate `seconds` as fast as the machine allows into FLAC parts of `part_seconds` in `out`."""
+    """Generate `seconds` as fast as the machine allows into FLAC parts of `part_seconds` in `out`; Ctrl-C or
+    SIGTERM stops early with the parts so far whole. Returns what happened, every keep-alive event included."""
     from .archive import Archive, numbered
 
     archive = Archive(out, station.rate, part_seconds, name=numbered)
     target, trace, started = round(seconds * station.rate), [], time.perf_counter()
+    station.events = deque()  # all of them, for the report
+    interrupted = False
     try:
         with torch.inference_mode():
             while station.generated < target:
-                before = station.generated
+                before, seen = station.generated, len(station.events)
                 archive.write(station.next_block()[:target - before])
                 trace.append(round(station.temperature, 4))
+                for e in list(station.events)[seen:]:
+                    print(f"{e['at_s']:.0f} s: {e['what']}", file=sys.stderr, flush=True)
+    except KeyboardInterrupt:
+        interrupted = True
     finally:
         archive.close()
-    return {"seconds": station.generated / station.rate, "wall_s": round(time.perf_counter() - started, 1),
-            "realtime_factor": round(station.realtime_factor, 2), "temperature_per_block": trace,
+    written = min(station.generated, target)
+    return {"seconds": written / station.rate, "interrupted": interrupted,
+            "wall_s": round(time.perf_counter() - started, 1), "realtime_factor": round(station.realtime_factor, 2),
+            "restarts": station.stream, "events": list(station.events), "temperature_per_block": trace,
             **station.describe()}
