@@ -158,7 +158,8 @@ async def soak(url: str, pid: int, seconds: float, seed: int) -> dict:
             "rate_vs_realtime": {"min": round(rates[0], 4), "median": round(rates[len(rates) // 2], 4),
                                  "max": round(rates[-1], 4)} if rates else None,
             "max_gap_s": round(max(r["max_gap_s"] for r in ok), 2) if ok else None,
-            "stalls": s1["stalls"] - s0["stalls"], "dropped": s1["dropped"], "state_at_end": s1["state"],
+            "stalls": s1["stalls"] - s0["stalls"], "pauses_to_refill": s1.get("pauses_to_refill"),
+            "dropped": s1["dropped"], "state_at_end": s1["state"],
             "generator_realtime_factor": s1["generator"]["realtime_factor"],
             "memory_start_mb": memory[0]["rss_mb"], "memory_end_mb": memory[-1]["rss_mb"], "memory": memory}
 

@@ -261,6 +261,7 @@ class Radio:
         self.aired = 0  # samples
         self.mp3_bytes = 0
         self.stalls = 0  # the queue was empty when a block was due
+        self.pauses = 0  # a slow station stopped to refill its buffer
         self.measured_factor = math.nan
         self.threads: list[threading.Thread] = []
         self.loop: asyncio.AbstractEventLoop | None = None
@@ -292,6 +293,7 @@ class Radio:
         try:
             while not self.stopping.is_set():
                 if self.slow and self.queue.empty():
+                    self.pauses += self.state != "buffering"
                     self.state = "buffering"
                     while self.queue.qsize() < min(refill, self.queue.maxsize) and not self.stopping.wait(0.2):
                         pass
@@ -374,7 +376,7 @@ class Radio:
                           "measured_at_start": round(self.measured_factor, 3),
                           "slower_than_real_time": self.slow, "prebuffer_s": self.args.prebuffer},
             "buffer_s": round(self.queue.qsize() * s.block / self.rate, 1),
-            "stalls": self.stalls,
+            "stalls": self.stalls, "pauses_to_refill": self.pauses,
             "stream": {"format": "audio/mpeg", "bitrate": self.encoder.bitrate, "sample_rate": self.rate,
                        "bytes_per_audio_s": round(self.mp3_bytes / max(1e-9, self.aired / self.rate), 1)},
             "playing": s.describe(),
