@@ -73,7 +73,7 @@ async def listen(session: aiohttp.ClientSession, url: str, seconds: float) -> di
     last = started
     gap = 0.0
     try:
-        async with session.get(url + "/stream") as r:
+        async with asyncio.timeout(seconds), session.get(url + "/stream") as r:
             if r.status != 200:
                 return {"error": f"HTTP {r.status}"}
             async for chunk in r.content.iter_any():
@@ -83,9 +83,9 @@ async def listen(session: aiohttp.ClientSession, url: str, seconds: float) -> di
                     after += len(chunk)
                 last = now
                 total += len(chunk)
-                if now - started >= seconds:
-                    break
-    except (aiohttp.ClientError, asyncio.TimeoutError) as e:
+    except TimeoutError:
+        gap = max(gap, time.monotonic() - last)  # the end of the window: a silence at the end counts too
+    except aiohttp.ClientError as e:
         return {"error": f"{type(e).__name__}: {e}"}
     span = max(1e-9, min(time.monotonic(), started + seconds) - started - BURST)
     return {"bytes": total, "rate": after / span, "max_gap_s": gap}
