@@ -8,7 +8,7 @@ TORCH_SPEC ?= $(shell if command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L 
 # .../whl/cu126; empty: pip's configured index, which on Linux serves the CUDA build (several GB).
 TORCH_INDEX ?=
 
-.PHONY: install browser demo test lint kernel
+.PHONY: install browser icecast demo test lint kernel
 
 $(BIN)/.installed: pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -29,7 +29,14 @@ browser:
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; } || \
 	  echo "chromium could not be installed: the gallery's browser test will be skipped"
 
-test: install browser
+# Icecast for the radio's relay test; without root or apt the test is skipped.
+icecast:
+	@command -v icecast2 >/dev/null 2>&1 || command -v icecast >/dev/null 2>&1 || \
+	  { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 && \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq icecast2 >/dev/null; } || \
+	  echo "icecast2 could not be installed: the radio's Icecast test will be skipped"
+
+test: install browser icecast
 	$(BIN)/ruff check src tests tools train.py render.py
 	$(BIN)/python -m pytest
 

@@ -209,6 +209,14 @@ CASES = {
     "export-clips-negative": (["export", BEST, "--out", "x", "--clips", "-1"], "--clips"),
     "export-clip-seconds-nan": (["export", BEST, "--out", "x", "--clip-seconds", "nan"], "--clip-seconds"),
     "export-run-without-checkpoints": (["export", "runs2", "--out", "x"], "checkpoint not found"),
+    # radio
+    "radio-temperature-zero": (["radio", "--ckpt", BEST, "--temperature", "0"], "--temperature"),
+    "radio-ckpt-booby-trapped": (["radio", "--ckpt", "evil.pt"], "refused to load"),
+    "radio-offline-out-is-a-users-folder": (["radio", "--ckpt", BEST, "--offline", "1", "--out", "music"],
+                                            "not empty"),
+    "radio-archive-is-a-file": (["radio", "--ckpt", BEST, "--archive", "notes.txt"], "is a file"),
+    "radio-icecast-without-password": (["radio", "--ckpt", BEST, "--icecast", "http://127.0.0.1:8000/r.mp3"],
+                                       "no source password"),
     # keep
     "keep-not-a-run": (["keep", "music", "10"], "not a run folder"),
     "keep-step-without-weights": (["keep", "runs/tiny", "10"], "no snapshot or numbered checkpoint"),

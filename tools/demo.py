@@ -1,4 +1,5 @@
-"""The end-to-end demo behind `make demo`: demo corpus -> slice -> train (10 min on CPU) -> evaluate -> render.
+"""The end-to-end demo behind `make demo`: demo corpus -> slice -> train (10 min on CPU) -> evaluate -> render,
+then the command that puts the model on the radio.
 
 Each step reuses what an earlier run left (the corpus, the dataset, a finished or interrupted training run), so
 running it again is cheap and a killed demo resumes. Prints the validation NLL against the marginal entropy
@@ -50,6 +51,7 @@ def main() -> None:
     step("render", ["render", "--ckpt", str(best), "--seconds", str(args.seconds), "--count", str(args.tracks),
                     "--out", str(ROOT / "renders" / "demo" / "make-demo")])
     print(f"\nlisten: {ROOT / 'renders' / 'demo' / 'make-demo'}\nlook:   {ROOT / 'runs' / 'demo' / 'gallery.html'}")
+    print(f"radio:  {ROOT / '.venv' / 'bin' / 'soundalike'} radio --ckpt {best}   # then open http://127.0.0.1:8000/")
 
 
 if __name__ == "__main__":

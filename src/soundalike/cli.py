@@ -24,6 +24,7 @@ COMMANDS = {
     "gallery": ("soundalike.gallery", "write an HTML page of a run's samples, renders and curves"),
     "keep": ("soundalike.keep", "mark checkpoints you like as favourites, which training never prunes"),
     "export": ("soundalike.export", "write a model as a shareable folder: safetensors weights, config, model card"),
+    "radio": ("soundalike.radio", "broadcast endless new music from a checkpoint to browsers (and Icecast)"),
 }
 
 

@@ -454,7 +454,7 @@ class Render:
     def _finish(self) -> None:
         paths = self.paths
         if self.params["format"] == "flac":
-            paths = [_to_flac(p) for p in paths]
+            paths = [to_flac(p) for p in paths]
         self.part.barrier()  # every process's tracks are whole before render.json says so
         if self.part.main:
             self._write_info(complete=True)
@@ -523,7 +523,7 @@ def _db(x: float) -> str:
     return f"{20 * math.log10(x):.1f}" if x > 0 else "-inf"
 
 
-def _to_flac(wav: Path) -> Path:
+def to_flac(wav: Path) -> Path:
     """Encode a finished WAV track as FLAC (streamed), then remove the WAV."""
     flac = wav.with_suffix(".flac")
     with sf.SoundFile(wav) as src, atomic_path(flac, suffix=".flac") as tmp, \

@@ -217,6 +217,14 @@ class Sampler:
         self._logits: torch.Tensor | None = None  # logits of the samples in `seq`, when asked for
         s.reset(batch)
 
+    def set_controls(self, temperature=None, min_p=None) -> None:
+        """Change the temperature and/or min-p floor (one value or one per stream) from the next sample on."""
+        if temperature is not None:
+            self.temperature = temperatures(temperature, self.batch).to(self.device)
+        if min_p is not None:
+            self.min_p = temperatures(min_p, self.batch, "min-p floors").to(self.device)
+        self.controls = controls(self.temperature, self.min_p)
+
     @torch.no_grad()
     def prime(self, levels: np.ndarray | torch.Tensor) -> int:
         """Run levels (T,) or (B, T) through the model; generation continues right after their last sample.
