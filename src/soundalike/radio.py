@@ -61,7 +61,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--temperature", default="0.9:1.0",
                    help="LO:HI: the range of the temperature's slow random walk (default 0.9:1.0); one value: "
                         "that temperature")
-    p.add_argument("--min-p", type=float, default=0.0, help="min-p sampling floor, as in render (default 0)")
+    p.add_argument("--min-p", type=float, help="min-p sampling floor, as in render (default: the model's own, its "
+                                               "config's train.sample_min_p)")
     p.add_argument("--seed", type=int, help="random seed (default: a new one, shown on the page)")
     p.add_argument("--keep-alive", choices=("on", "off"), default="on",
                    help="on (default): temperature walk and restarts from the training data when the last "
@@ -112,7 +113,7 @@ def check_args(args: argparse.Namespace) -> None:
     from .atomic import check_folder
 
     low, high = parse_temperature(args.temperature)
-    if not 0 <= args.min_p < 1:
+    if args.min_p is not None and not 0 <= args.min_p < 1:
         raise UserError(f"--min-p must be at least 0 and below 1, got {args.min_p}")
     if args.seed is not None and not 0 <= args.seed < 2**62:
         raise UserError(f"--seed must be between 0 and 2**62 - 1, got {args.seed}")

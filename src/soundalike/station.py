@@ -55,7 +55,7 @@ class KeepAlive:
 class Station:
     """Blocks of audio from a checkpoint, without end: `next_block()` -> (n,) float32 at `rate`."""
 
-    def __init__(self, ckpt: str | Path, keep_alive: KeepAlive, seed: int = 0, min_p: float = 0.0,
+    def __init__(self, ckpt: str | Path, keep_alive: KeepAlive, seed: int = 0, min_p: float | None = None,
                  data: str | Path | None = None, block_seconds: float = 0.5, threads: int = 0,
                  weights: str = "full", device: torch.device | str = "cpu"):
         loaded = ckpt_io.load_checkpoint(ckpt)
@@ -67,7 +67,8 @@ class Station:
         self.model = ckpt_io.build_model(loaded).to(self.device)
         self.family, self.model_kwargs = loaded["family"], dict(loaded["model_kwargs"])
         self.step = loaded.get("step")
-        self.keep, self.seed, self.min_p = keep_alive, seed, min_p
+        self.keep, self.seed = keep_alive, seed
+        self.min_p = ckpt_io.default_min_p(loaded) if min_p is None else min_p  # None: the model's own, as render
         self.threads, self.weights = threads, weights
         self.block = max(1, round(block_seconds * self.rate))
         self.rng = np.random.default_rng(seed)
