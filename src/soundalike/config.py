@@ -1,6 +1,6 @@
 """Typed configuration: YAML files mapped onto dataclasses, with dotted command-line overrides.
 
-A config file has the sections `data`, `model` and `train` plus a few top-level keys. The `model` section
+A config file has the sections `data`, `model`, `train` and optionally `sparsity` plus a few top-level keys. The `model` section
 names its family (`family: <name>`) beside that family's own fields, and is read into the family's config
 dataclass (`soundalike.models.FAMILIES`), which validates it. Unknown keys and values of the wrong type are
 `UserError`s that name the key. `--set train.batch_size=32` overrides any field; the value is parsed as YAML
@@ -25,6 +25,7 @@ import yaml
 from .emphasis import check_coefficient
 from .errors import UserError
 from .models import FAMILIES, FAMILY_NAMES, ModelConfig, heads
+from .sparsity import SparsityConfig
 
 
 @dataclass
@@ -66,6 +67,7 @@ class Config:
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=FAMILIES[FAMILY_NAMES[0]].config)
     train: TrainConfig = field(default_factory=TrainConfig)
+    sparsity: SparsityConfig = field(default_factory=SparsityConfig)  # pruning while training (sparsity.py)
 
     def to_dict(self) -> dict:
         """Plain sections, as a config file writes them: `model` starts with its `family`."""
@@ -239,6 +241,7 @@ def validate(cfg: Config) -> None:
     if not re.fullmatch(r"[\w .-]+", cfg.name) or cfg.name.strip(" .") == "":
         raise UserError(f"name: {cfg.name!r} must be a plain folder name (letters, digits, '.', '-', '_')")
     parse_duration(t.max_time, "train.max_time")
+    cfg.sparsity.validate()
 
 
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
