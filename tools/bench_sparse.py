@@ -6,7 +6,8 @@ of random weights' smallest norms: random), rendered by the compiled loop at `--
 threads, with the weights stored as float32 and as int8 (`render --weights int8`). Reported per variant:
 samples/s per stream and the real-time factor at 16 kHz (best of `--repeats` interleaved rounds of about
 `--wall` seconds each: the ratios hold on a machine whose load changes), the ratio to the dense float32 model
-in the same run, the bytes of weights (with int8 scales and block indices) the loop reads per sample
+in the same run, the same per second of this process's CPU time (what a core would do alone; with more than one
+thread it counts the helpers' waiting too), the bytes of weights (with int8 scales and block indices) the loop reads per sample
 (`stepper.stored_bytes`), and those bytes times the rate: the weight bandwidth the variant achieved. Prints
 JSON. Usage: .venv/bin/python tools/bench_sparse.py [--configs samplernn-3tier,beatles] [--sparsity 0.9,0.95]
 """
@@ -43,10 +44,10 @@ def timer(model, batch: int, threads: int, weights: str, wall: float):
         n *= 2
     n = max(hop, int(wall * 2 * n / (time.perf_counter() - start)) // hop * hop)
 
-    def run() -> float:
-        t = time.perf_counter()
+    def run() -> tuple[float, float]:
+        t, c = time.perf_counter(), time.process_time()
         sampler.generate(n)
-        return n / (time.perf_counter() - t)
+        return n / (time.perf_counter() - t), n / (time.process_time() - c)
     return run, sum(sampler.stepper.stored_bytes().values())
 
 
@@ -77,12 +78,16 @@ def main() -> None:
                 timers[key], bytes_per_sample[key] = timer(model, args.batch, args.threads, weights, args.wall)
             del model
         best: dict[str, float] = {}
+        best_cpu: dict[str, float] = {}
         for _ in range(args.repeats):
             for key, run in timers.items():
-                best[key] = max(best.get(key, 0.0), run())
-        dense = best[f"dense_{args.weights.split(',')[0]}"]
+                rate, cpu_rate = run()
+                best[key], best_cpu[key] = max(best.get(key, 0.0), rate), max(best_cpu.get(key, 0.0), cpu_rate)
+        first = f"dense_{args.weights.split(',')[0]}"
+        dense, dense_cpu = best[first], best_cpu[first]
         result["configs"][name] = {key: {
             "samples_per_s": round(rate), "realtime": round(rate / RATE, 3), "vs_dense": round(rate / dense, 2),
+            "samples_per_cpu_s": round(best_cpu[key]), "vs_dense_cpu": round(best_cpu[key] / dense_cpu, 2),
             "weight_mb_per_sample": round(bytes_per_sample[key] / 1e6, 3),
             "weight_gb_per_s": round(bytes_per_sample[key] * rate / 1e9, 1)} for key, rate in best.items()}
         print(f"{name}: done", file=sys.stderr)

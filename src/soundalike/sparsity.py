@@ -12,6 +12,8 @@ updates the pruned weights' gradients are zeroed (so they do not count in gradie
 are zeroed again after each optimizer step (Adam's momentum would move them).
 
 A weight-normed matrix (`weight = g * v / |v|` per row) is pruned through `v`: its zeros are the weight's zeros.
+A convolution's weight (out, in, k) is pruned as the matrix (out, in * k): a 16 x 1 block is 16 outputs of one
+input at one tap, which is a 16 x 1 block of the matrix the compiled WaveNet loop multiplies by too.
 """
 
 from __future__ import annotations
@@ -65,11 +67,11 @@ def prunable(model: torch.nn.Module) -> dict[str, tuple[torch.nn.Module, str, to
     for prefix, module in model.named_modules():
         weight_norm = hasattr(module, "parametrizations") and "weight" in module.parametrizations
         for attr, p in module.named_parameters(recurse=False):
-            if p.dim() == 2 and attr.startswith(("weight", "weight_ih", "weight_hh")):
+            if p.dim() >= 2 and attr.startswith(("weight", "weight_ih", "weight_hh")):
                 full = f"{prefix}.{attr}"
                 if any(n in full for n in names):
                     out[full] = (module, attr, p)
-        if weight_norm and module.weight.dim() == 2:
+        if weight_norm and module.weight.dim() >= 2:
             full = f"{prefix}.weight"
             if any(n in full for n in names):
                 out[full] = (module, "weight", module.parametrizations.weight.original1)
@@ -86,14 +88,16 @@ def block_norms(w: torch.Tensor, block: list[int]) -> torch.Tensor:
 
 def block_mask(w: torch.Tensor, fraction: float, block: list[int]) -> torch.Tensor:
     """The mask (R, C) bool of w keeping all but the `fraction` of its blocks with the smallest norm (ties:
-    the first in row-major order go)."""
+    the first in row-major order go). A convolution's weight (R, C, k) is the matrix (R, C * k)."""
+    shape = w.shape
+    w = w.reshape(len(w), -1)
     norms = block_norms(w, block)
     n_zero = round(fraction * norms.numel())
     keep = torch.ones(norms.numel(), dtype=torch.bool, device=w.device)
     keep[torch.argsort(norms.flatten(), stable=True)[:n_zero]] = False
     br, bc = block
     keep = keep.view(norms.shape).repeat_interleave(br, 0).repeat_interleave(bc, 1)
-    return keep[:w.shape[0], :w.shape[1]]
+    return keep[:w.shape[0], :w.shape[1]].reshape(shape)
 
 
 class Pruner:
