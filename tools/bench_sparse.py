@@ -7,8 +7,8 @@ threads, with the weights stored as float32 and as int8 (`render --weights int8`
 samples/s per stream and the real-time factor at 16 kHz (best of `--repeats` interleaved rounds of about
 `--wall` seconds each: the ratios hold on a machine whose load changes), the ratio to the dense float32 model
 in the same run, the same per second of this process's CPU time (what a core would do alone; with more than one
-thread it counts the helpers' waiting too), the bytes of weights (with int8 scales and block indices) the loop reads per sample
-(`stepper.stored_bytes`), and those bytes times the rate: the weight bandwidth the variant achieved. Prints
+thread it counts the helpers' waiting too), the bytes of weights (with int8 scales and block indices) the loop reads per sample, in all and by
+part (`stepper.stored_bytes`: the frame tiers' matrices, the sample-level MLP's, the input tables' rows), and those bytes times the rate: the weight bandwidth the variant achieved. Prints
 JSON. Usage: .venv/bin/python tools/bench_sparse.py [--configs samplernn-3tier,beatles] [--sparsity 0.9,0.95]
 """
 
@@ -48,7 +48,7 @@ def timer(model, batch: int, threads: int, weights: str, wall: float):
         t, c = time.perf_counter(), time.process_time()
         sampler.generate(n)
         return n / (time.perf_counter() - t), n / (time.process_time() - c)
-    return run, sum(sampler.stepper.stored_bytes().values())
+    return run, sampler.stepper.stored_bytes()
 
 
 def main() -> None:
@@ -88,8 +88,10 @@ def main() -> None:
         result["configs"][name] = {key: {
             "samples_per_s": round(rate), "realtime": round(rate / RATE, 3), "vs_dense": round(rate / dense, 2),
             "samples_per_cpu_s": round(best_cpu[key]), "vs_dense_cpu": round(best_cpu[key] / dense_cpu, 2),
-            "weight_mb_per_sample": round(bytes_per_sample[key] / 1e6, 3),
-            "weight_gb_per_s": round(bytes_per_sample[key] * rate / 1e9, 1)} for key, rate in best.items()}
+            "weight_mb_per_sample": round(sum(bytes_per_sample[key].values()) / 1e6, 3),
+            "of_which_mb": {part: round(b / 1e6, 3) for part, b in bytes_per_sample[key].items()},
+            "weight_gb_per_s": round(sum(bytes_per_sample[key].values()) * rate / 1e9, 1)}
+            for key, rate in best.items()}
         print(f"{name}: done", file=sys.stderr)
     result["load_after"] = os.getloadavg()
     print(json.dumps(result, indent=1))

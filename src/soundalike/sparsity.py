@@ -137,6 +137,16 @@ class Pruner:
 
 
 @torch.no_grad()
+def zero_blocks(model: torch.nn.Module, block: list[int] | None = None) -> float:
+    """The fraction of the blocks (default 16 x 1, the compiled sampler's) of the model's prunable matrices that
+    are zero: the sparsity `soundalike evaluate` reports."""
+    mats = [getattr(module, attr) for module, attr, _ in prunable(model).values()]
+    norms = [block_norms(w.reshape(len(w), -1), block or [16, 1]) for w in mats]
+    total = sum(n.numel() for n in norms)
+    return sum(int((n == 0).sum()) for n in norms) / total if total else 0.0
+
+
+@torch.no_grad()
 def prune(model: torch.nn.Module, fraction: float, block: list[int] | None = None) -> torch.nn.Module:
     """Set `fraction` of the blocks of every prunable matrix of `model` to zero at once, by magnitude (on random
     weights: a random pattern at the target sparsity, as the speed measurements use); returns the model."""

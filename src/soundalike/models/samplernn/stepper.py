@@ -142,14 +142,16 @@ class SampleRNNStepper:
             self.fine_wt = transposed(fine, self.fine_w)
 
     def stored_bytes(self) -> dict[str, float]:
-        """Bytes of weight matrices the compiled loop reads per sample, by part: `tiers` (each tier's matrices
-        once per its frame) and `mlp` (the sample-level hidden layer and the head's matrices, every sample)."""
+        """Bytes of weights the compiled loop reads per sample, by part: `tiers` (each tier's matrices once per
+        its frame), `mlp` (the sample-level hidden layer and the head's matrices, every sample) and `tables` (the
+        rows of the folded input tables it gathers, every sample)."""
         tiers = 0.0
         for t in self.tiers:
             mats = [t.w_in, t.w_up, *(m for layer in t.layers for m in layer[:2])] + ([t.w_skip] if t.skip else [])
             tiers += sum(_kernel.stored_bytes(m) for m in mats) / t.frame
         mlp = sum(_kernel.stored_bytes(m) for m in (self.w1, self.w2, self.fine_w))
-        return {"tiers": tiers, "mlp": float(mlp)}
+        tables = self.frame_sizes[0] * self.digits * self.dim * self.tables.element_size()
+        return {"tiers": tiers, "mlp": float(mlp), "tables": float(tables)}
 
     def _pick_backend(self, backend: str) -> str:
         cpu_ok = self.device.type == "cpu" and self.dtype in (torch.float32, torch.float64)
