@@ -4,7 +4,7 @@ The `sparsity` config section prunes each of a family's prunable weight matrices
 SampleRNN the frame tiers' RNN, skip and upsampling matrices and the sample-level hidden and output layers) to
 `target` of its blocks zero (blocks of `block` = [rows, cols] weights), reached gradually between steps `start`
 and `end` on the cubic schedule of Zhu & Gupta (2017), updated every `every` steps: at each update the blocks
-with the smallest L2 norm (of the weights the model computes with) are set to zero, and they stay zero. A
+with the smallest root mean square (of the weights the model computes with) are set to zero, and they stay zero. A
 pruned block is exactly zero in the weights themselves, so the mask is derived from the zeros: checkpoints,
 snapshots and exports hold it without a new field, a resumed run finds the same mask, and the compiled sampler
 stores a matrix whose 16 x 1 blocks are mostly zero as a block-sparse one (`sampling.kernel.Blocks`). Between
@@ -79,24 +79,33 @@ def prunable(model: torch.nn.Module) -> dict[str, tuple[torch.nn.Module, str, to
 
 
 def block_norms(w: torch.Tensor, block: list[int]) -> torch.Tensor:
-    """w (R, C) -> the L2 norm of each block (ceil(R / rows), ceil(C / cols)), zero-padded at the edges."""
+    """w (R, C) -> the root mean square of each block's weights (ceil(R / rows), ceil(C / cols)); a block cut by
+    the matrix's edge is the mean over its weights that exist, so that it is not pruned first for being small."""
     br, bc = block
     R, C = w.shape
-    padded = torch.nn.functional.pad(w.detach().float(), (0, -C % bc, 0, -R % br))
-    return padded.reshape(padded.shape[0] // br, br, -1, bc).pow(2).sum(dim=(1, 3)).sqrt()
+    pad = (0, -C % bc, 0, -R % br)
+    squares = torch.nn.functional.pad(w.detach().float() ** 2, pad)
+    count = torch.nn.functional.pad(torch.ones_like(squares[:R, :C]), pad)
+    n_rows, n_cols = squares.shape[0] // br, squares.shape[1] // bc
+    total = squares.reshape(n_rows, br, n_cols, bc).sum(dim=(1, 3))
+    return (total / count.reshape(n_rows, br, n_cols, bc).sum(dim=(1, 3))).sqrt()
 
 
 def block_mask(w: torch.Tensor, fraction: float, block: list[int]) -> torch.Tensor:
     """The mask (R, C) bool of w keeping all but the `fraction` of its blocks with the smallest norm (ties:
-    the first in row-major order go). A convolution's weight (R, C, k) is the matrix (R, C * k)."""
+    the first in row-major order go), except that each row of blocks keeps its largest one: no output is cut off
+    from every input (and weight norm's |v| of a row never vanishes). A convolution's weight (R, C, k) is the
+    matrix (R, C * k)."""
     shape = w.shape
     w = w.reshape(len(w), -1)
     norms = block_norms(w, block)
     n_zero = round(fraction * norms.numel())
     keep = torch.ones(norms.numel(), dtype=torch.bool, device=w.device)
     keep[torch.argsort(norms.flatten(), stable=True)[:n_zero]] = False
+    keep = keep.view(norms.shape)
+    keep[torch.arange(len(norms), device=w.device), norms.argmax(dim=1)] = True
     br, bc = block
-    keep = keep.view(norms.shape).repeat_interleave(br, 0).repeat_interleave(bc, 1)
+    keep = keep.repeat_interleave(br, 0).repeat_interleave(bc, 1)
     return keep[:w.shape[0], :w.shape[1]].reshape(shape)
 
 
