@@ -65,7 +65,8 @@ def test_prunable_matrices_of_samplernn():
 
 def test_training_prunes_to_the_target_and_the_stepper_stores_block_sparse_matrices(tiny_dataset, tmp_path):
     cfg = load_config(ROOT / "configs" / "demo.yaml", tiny_overrides(tiny_dataset, tmp_path, **{
-        "train.max_steps": 16, "train.sample_count": 0, "model.dim": 48, "sparsity.target": 0.75,
+        "train.max_steps": 16, "train.sample_count": 0, "train.val_every": 1000, "model.dim": 48,
+        "sparsity.target": 0.75,
         "sparsity.start": 2, "sparsity.end": 12, "sparsity.every": 2}))
     trainer = Trainer(cfg, device="cpu")
     trainer.fit()
@@ -92,7 +93,7 @@ def test_training_prunes_to_the_target_and_the_stepper_stores_block_sparse_matri
 def test_pruned_training_resumes_exactly(tiny_dataset, tmp_path):
     """Stopped in the middle of the schedule and resumed: the same weights (pruned blocks and all) as a run
     in one go; the masks come back from the checkpoint's zeros."""
-    sets = {"train.sample_count": 0, "train.val_every": 6, "sparsity.target": 0.5, "sparsity.start": 3,
+    sets = {"train.sample_count": 0, "train.val_every": 1000, "sparsity.target": 0.5, "sparsity.start": 3,
             "sparsity.end": 15, "sparsity.every": 3}
     straight = load_config(ROOT / "configs" / "demo.yaml", tiny_overrides(
         tiny_dataset, tmp_path / "a", **sets, **{"train.max_steps": 18}))

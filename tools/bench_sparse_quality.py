@@ -2,10 +2,11 @@
 
 Each variant is a config plus `--set` overrides (the `sparsity` schedule, as fractions of `--steps`), trained
 `--steps` steps with one thread (`--parallel` variants at once; a masked dense product costs the same per step
-as the dense one, so equal steps are equal training compute: the CPU seconds are reported too), then: the
-validation NLL of its last checkpoint (`soundalike evaluate`), the fraction of zero 16 x 1 blocks in its
-prunable matrices, `--count` renders of `--seconds` (seed 1) and their `soundalike stats` against the data
-(verdicts, hiss, crackle, Fréchet distance). Prints one JSON object; runs, renders and reports stay in --out.
+as the dense one, so equal steps are equal training compute), then: the validation NLL the run measured at its
+last step (the whole valid split, as `soundalike evaluate`), the fraction of zero 16 x 1 blocks of its
+prunable matrices, `--count` renders of `--seconds` (seed 1, all variants at once) and their `soundalike
+stats` against the data (verdicts, hiss, crackle, Fréchet distance). Runs already trained or rendered in --out
+are reused. Prints one JSON object; runs, renders and reports stay in --out.
 
     python tools/bench_sparse_quality.py --data data/demo/dataset --out runs-sparse --steps 300
 """
@@ -15,7 +16,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import subprocess
 import sys
 import time
@@ -49,9 +49,18 @@ def train_args(name: str, data: Path, out: Path, steps: int, batch: int, seq_len
             str(steps), *[a for k, v in sets.items() for a in ("--set", f"{k}={v}")]]
 
 
-def train(names: list[str], args) -> dict[str, float]:
-    """Train the variants, `args.parallel` at a time -> CPU seconds of each."""
-    pending, running, cpu = list(names), {}, {}
+def finished(name: str, args) -> bool:
+    return any(row.get("step") == args.steps and "val_bits" in row for row in metrics(name, args))
+
+
+def metrics(name: str, args) -> list[dict]:
+    path = args.out / "runs" / name / "metrics.jsonl"
+    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+
+
+def train(names: list[str], args) -> None:
+    """Train the variants not trained yet (by an earlier run of this tool), `args.parallel` at a time."""
+    pending, running = [n for n in names if not finished(n, args)], {}
     while pending or running:
         while pending and len(running) < args.parallel:
             name = pending.pop(0)
@@ -64,14 +73,28 @@ def train(names: list[str], args) -> dict[str, float]:
         for name, (p, log) in list(running.items()):
             if p.poll() is None:
                 continue
-            # children's CPU time so far, minus what was there before: this one's (they end one at a time here)
-            total = resource.getrusage(resource.RUSAGE_CHILDREN)
-            cpu[name] = total.ru_utime + total.ru_stime - sum(cpu.values())
             log.close()
             del running[name]
             if p.returncode:
                 raise SystemExit(f"training {name} failed with {p.returncode}: see {args.out}/train-{name}.log")
-    return cpu
+
+
+def render(names: list[str], args) -> None:
+    """`--count` renders of `--seconds` per variant (seed 1, one thread each, all at once) and their stats."""
+    procs = []
+    for name in names:
+        ckpt = args.out / "runs" / name / "checkpoints" / "latest.pt"
+        folder = args.out / "renders" / name
+        if (args.out / f"stats-{name}.json").exists():
+            continue
+        procs.append((name, folder, subprocess.Popen(
+            [PY, "-m", "soundalike", "render", "--ckpt", str(ckpt), "--count", str(args.count), "--seconds",
+             str(args.seconds), "--seed", "1", "--out", str(folder), "--threads", "1", "--overwrite"], cwd=ROOT,
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env={**os.environ, "OMP_NUM_THREADS": "1"})))
+    for name, folder, p in procs:
+        if p.wait():
+            raise SystemExit(f"rendering {name} failed with {p.returncode}")
+        soundalike("stats", str(folder), "--reference", str(args.data), "--json", str(args.out / f"stats-{name}.json"))
 
 
 def main() -> None:
@@ -88,19 +111,19 @@ def main() -> None:
     args = p.parse_args()
     args.data, args.out = args.data.resolve(), args.out.resolve()
     args.out.mkdir(parents=True, exist_ok=True)
-    cpu = train(args.variants, args)
+    train(args.variants, args)
+    render(args.variants, args)
+
+    from soundalike.checkpoint import build_model, load_checkpoint
+    from soundalike.sparsity import zero_blocks
 
     result = {"data": str(args.data), "steps": args.steps, "batch": args.batch, "seq_len": args.seq_len,
               "variants": []}
     for name in args.variants:
-        ckpt = args.out / "runs" / name / "checkpoints" / "latest.pt"
-        ev = json.loads(soundalike("evaluate", "--ckpt", str(ckpt), "--split", "valid", "--json"))
-        folder = args.out / "renders" / name
-        soundalike("render", "--ckpt", str(ckpt), "--count", str(args.count), "--seconds", str(args.seconds),
-                   "--seed", "1", "--out", str(folder), "--threads", "1", "--overwrite")
-        report = args.out / f"stats-{name}.json"
-        soundalike("stats", str(folder), "--reference", str(args.data), "--json", str(report))
-        stats = json.loads(report.read_text())
+        rows = metrics(name, args)
+        val = [r for r in rows if "val_bits" in r][-1]
+        model = build_model(load_checkpoint(args.out / "runs" / name / "checkpoints" / "latest.pt"))
+        stats = json.loads((args.out / f"stats-{name}.json").read_text())
         clips = stats["clips"]
 
         def mean(key: str, clips=clips):
@@ -108,9 +131,9 @@ def main() -> None:
             return round(sum(values) / len(values), 2) if values else None
 
         result["variants"].append({
-            "variant": name, "schedule": VARIANTS[name][1], "cpu_seconds": round(cpu.get(name, 0)),
-            "valid_bits": round(ev["bits"], 4), "marginal_bits": round(ev["marginal_entropy_bits"], 4),
-            "zero_blocks": round(ev["zero_blocks"], 4),
+            "variant": name, "schedule": VARIANTS[name][1], "step": val["step"],
+            "train_seconds": round(val.get("elapsed_s", rows[-1].get("elapsed_s", 0))),
+            "valid_bits": round(val["val_bits"], 4), "zero_blocks": round(zero_blocks(model), 4),
             "verdicts": {k: v for k, v in stats["verdicts"].items() if v}, "hiss_db": mean("hiss_db"),
             "crackle_per_s": mean("crackle_per_s"), "level_db": mean("level_db"),
             "frechet": stats.get("frechet", {}).get("generated")})
