@@ -212,6 +212,7 @@ def validate(cfg: Config) -> None:
     """Cross-field checks that types alone cannot express."""
     t = cfg.train
     cfg.model.validate(t.seq_len)
+    cfg.sparsity.validate()
     for key in ("batch_size", "val_batch_size", "log_every", "val_every", "ckpt_every", "keep_last"):
         if getattr(t, key) < 1:
             raise UserError(f"train.{key}: must be positive, got {getattr(t, key)}")
@@ -241,7 +242,6 @@ def validate(cfg: Config) -> None:
     if not re.fullmatch(r"[\w .-]+", cfg.name) or cfg.name.strip(" .") == "":
         raise UserError(f"name: {cfg.name!r} must be a plain folder name (letters, digits, '.', '-', '_')")
     parse_duration(t.max_time, "train.max_time")
-    cfg.sparsity.validate()
 
 
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
