@@ -121,9 +121,9 @@ def test_gemv_sparse_matches_numpy(lib, inputs, outputs, dtype, weights):
             assert torch.equal(results[0], results[1])
 
 
-# (rows, cols): one group, a partial last group (rows not a multiple of 16), columns past the int16 range
-# (the index holds them as uint16), and more rows of short weights.
-BLOCK_SIZES = [(1, 1), (16, 1), (5, 37), (37, 50), (64, 64), (130, 257), (20, 40000)]
+# (rows, cols): one row, one block (kept or not), a partial last group (rows not a multiple of 16), columns past
+# the int16 range (the index holds them as uint16), and more rows of short weights.
+BLOCK_SIZES = [(1, 20), (16, 1), (5, 37), (37, 50), (64, 64), (130, 257), (20, 40000)]
 
 
 @pytest.mark.parametrize("weights", WEIGHTS)
