@@ -365,3 +365,53 @@ def test_compact_weights_model_is_what_the_sampler_computes(path, weights):
     torch.testing.assert_close(logits, rounded, rtol=1e-9, atol=1e-9)
     assert (logits - full).abs().max() > 1e-5  # the rounding is there, and the copy left the model as it was
     assert all(p.dtype == torch.float64 for p in model.parameters())
+
+
+# The shipped SampleRNN models (a config with a `sparsity` section has another one's model: not again).
+DISTINCT_MODELS = [p for p in SAMPLERNN_CONFIGS if not load_config(p).sparsity.target]
+
+
+@pytest.mark.parametrize("weights", engine.WEIGHTS)
+@pytest.mark.parametrize("path", DISTINCT_MODELS, ids=lambda p: p.stem)
+@pytest.mark.parametrize("dim,batch", [(48, 1), (40, 3)])  # 40: a partial last group of 16 rows
+def test_block_sparse_compiled_equals_reference_on_the_pruned_model(path, weights, dim, batch):
+    """A pruned model (sparsity.prune: 80 % of the 16 x 1 blocks zero): the compiled loop stores its matrices
+    block-sparse and draws the reference generator's samples on the same model (the rounded one for bf16 /
+    int8), float64, with the same bits for 1 and 3 threads."""
+    from soundalike import sparsity
+
+    lib = kernel.load()
+    if lib is None:
+        pytest.skip("no C++ compiler")
+    model = sparsity.prune(shipped(path, dim=dim), 0.8)
+    n = 2 * model.lookback + 9
+    temps = TEMPS[:batch]
+    sampler = Sampler(model, batch, temps, seed=4, weights=weights, backend="c")
+    s = sampler.stepper
+    assert all(isinstance(m, kernel.Blocks) for m in (s.w1, s.w2, s.tiers[0].w_up, s.tiers[0].layers[0][1]))
+    fast = sampler.generate(n)
+    plain = model if weights == "full" else engine.with_compact_weights(model, weights)
+    assert torch.equal(fast, reference_generate(plain, n, batch=batch, temperature=torch.tensor(temps), seed=4))
+    # the samples depend on the pruned weights: the unpruned model draws others from the same noise
+    assert not torch.equal(fast, Sampler(shipped(path, dim=dim), batch, temps, seed=4, weights=weights).generate(n))
+    try:
+        lib.set_threads(3, 0)
+        assert torch.equal(fast, Sampler(model, batch, temps, seed=4, weights=weights, threads=3).generate(n))
+    finally:
+        lib.set_threads(1, kernel.MIN_SPLIT)
+
+
+def test_block_sparse_matrices_read_fewer_bytes():
+    if kernel.load() is None:
+        pytest.skip("no C++ compiler")
+    from soundalike import sparsity
+
+    model = shipped(SAMPLERNN_CONFIGS[0], dim=64, dtype=torch.float32)
+    def matrices(stepper) -> float:
+        b = stepper.stored_bytes()
+        return b["tiers"] + b["mlp"]
+
+    dense = Sampler(model, 1).stepper
+    sparse = Sampler(sparsity.prune(model, 0.9), 1).stepper
+    assert matrices(sparse) < 0.2 * matrices(dense)
+    assert sparse.stored_bytes()["tables"] == dense.stored_bytes()["tables"] > 0  # gathered rows, not pruned

@@ -231,3 +231,26 @@ def test_cuda_graph_state_dict_resumes_exactly():
     second = Sampler(model, 2, 1.0, seed=1, backend="graph")
     second.load_state_dict(first.state_dict())
     assert torch.equal(torch.cat([a, second.generate(400)], dim=1), whole)
+
+
+@pytest.mark.parametrize("path", WAVENET_CONFIGS, ids=lambda p: p.stem)
+def test_block_sparse_compiled_equals_reference_on_the_pruned_model(path):
+    """A pruned WaveNet (80 % of the 16 x 1 blocks of its convolutions and projections zero): the compiled loop
+    stores them block-sparse and draws the reference generator's samples, float64, 1 and 3 threads alike."""
+    from soundalike import sparsity
+
+    lib = kernel.load()
+    if lib is None:
+        pytest.skip("no C++ compiler")
+    model = sparsity.prune(shipped(path, channels=32), 0.8)
+    n = 300
+    sampler = Sampler(model, 2, [1.0, 0.1], seed=5, backend="c")
+    assert sum(isinstance(m, kernel.Blocks) for m in sampler.stepper._c) == len(sampler.stepper._c)
+    fast = sampler.generate(n)
+    assert torch.equal(fast, reference_generate(model, n, batch=2, temperature=torch.tensor([1.0, 0.1]), seed=5))
+    assert not torch.equal(fast, Sampler(shipped(path, channels=32), 2, [1.0, 0.1], seed=5).generate(n))
+    try:
+        lib.set_threads(3, 0)
+        assert torch.equal(fast, Sampler(model, 2, [1.0, 0.1], seed=5, threads=3).generate(n))
+    finally:
+        lib.set_threads(1, kernel.MIN_SPLIT)

@@ -1,6 +1,6 @@
 """Typed configuration: YAML files mapped onto dataclasses, with dotted command-line overrides.
 
-A config file has the sections `data`, `model` and `train` plus a few top-level keys. The `model` section
+A config file has the sections `data`, `model`, `train` and optionally `sparsity` plus a few top-level keys. The `model` section
 names its family (`family: <name>`) beside that family's own fields, and is read into the family's config
 dataclass (`soundalike.models.FAMILIES`), which validates it. Unknown keys and values of the wrong type are
 `UserError`s that name the key. `--set train.batch_size=32` overrides any field; the value is parsed as YAML
@@ -25,6 +25,7 @@ import yaml
 from .emphasis import check_coefficient
 from .errors import UserError
 from .models import FAMILIES, FAMILY_NAMES, ModelConfig, heads
+from .sparsity import SparsityConfig
 
 
 @dataclass
@@ -67,6 +68,7 @@ class Config:
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=FAMILIES[FAMILY_NAMES[0]].config)
     train: TrainConfig = field(default_factory=TrainConfig)
+    sparsity: SparsityConfig = field(default_factory=SparsityConfig)  # pruning while training (sparsity.py)
 
     def to_dict(self) -> dict:
         """Plain sections, as a config file writes them: `model` starts with its `family`."""
@@ -211,6 +213,7 @@ def validate(cfg: Config) -> None:
     """Cross-field checks that types alone cannot express."""
     t = cfg.train
     cfg.model.validate(t.seq_len)
+    cfg.sparsity.validate()
     for key in ("batch_size", "val_batch_size", "log_every", "val_every", "ckpt_every", "keep_last"):
         if getattr(t, key) < 1:
             raise UserError(f"train.{key}: must be positive, got {getattr(t, key)}")

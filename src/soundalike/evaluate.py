@@ -18,6 +18,7 @@ from .dataset import Manifest
 from .device import pick_device
 from .errors import UserError
 from .sampling.engine import WEIGHTS, with_compact_weights
+from .sparsity import zero_blocks
 
 LOG2 = math.log(2)
 
@@ -96,6 +97,7 @@ def evaluate_checkpoint(ckpt_path: str, split: str, data: str | None = None, bat
                         f"{ckpt['sample_rate']})")
     dataset = AudioDataset(root, quantizer, split)
     model = build_model(ckpt).to(dev)
+    zero = zero_blocks(model)
     if weights != "full":
         model = with_compact_weights(model, weights)
     result = evaluate_nll(model, dataset, batch_size, cfg["train"]["seq_len"], dev)
@@ -103,7 +105,7 @@ def evaluate_checkpoint(ckpt_path: str, split: str, data: str | None = None, bat
     return {"checkpoint": str(ckpt_path), "split": split, "step": ckpt.get("step"), "bits": result["bits"],
             "bits16": result["bits16"], "marginal_entropy_bits": marginal_entropy_bits(dataset.data, q.levels),
             "marginal_entropy_bits16": marginal_entropy_bits(dataset.data, q.levels, q.log2_width16()),
-            "samples": result["samples"], "weights": weights}
+            "samples": result["samples"], "weights": weights, "zero_blocks": zero}
 
 
 def run(args: argparse.Namespace) -> int:
@@ -111,8 +113,10 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(r))
     else:
+        sparse = f"; {100 * r['zero_blocks']:.1f} % of the 16x1 blocks zero" if r["zero_blocks"] else ""
         print(f"{r['split']}: {r['bits']:.4f} bits/sample ({r['bits16']:.4f} at 16-bit resolution) over "
               f"{r['samples']:,} samples (marginal entropy {r['marginal_entropy_bits']:.4f} bits, "
               f"{r['marginal_entropy_bits16']:.4f} at 16-bit; checkpoint step {r['step']}"
-              f"{'' if r['weights'] == 'full' else '; ' + r['weights'] + ' weights'})")
+              f"{'' if r['weights'] == 'full' else '; ' + r['weights'] + ' weights'}"
+              f"{sparse})")
     return 0

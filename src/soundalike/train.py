@@ -34,6 +34,7 @@ from .errors import UserError
 from .evaluate import LOG2, evaluate_nll
 from .quantize import Quantizer
 from .run_folder import RunFolder, numbered
+from .sparsity import Pruner
 
 
 class TrainingDiverged(UserError):
@@ -161,6 +162,7 @@ class Trainer:
                                                       callbacks.GalleryPage()]
         self.init_from: dict | None = None  # the model this run started from (`--init-from`), as recorded
         self._resume_or_start(init_from)
+        self.pruner = Pruner(self.model, cfg.sparsity)  # after loading: its masks come from the weights' zeros
         self.tensorboard = self._open_tensorboard()
 
     # --- run folder ---------------------------------------------------------------------------------------
@@ -310,11 +312,13 @@ class Trainer:
                 f"{self.run.checkpoint('latest')} is intact. Lower train.lr or train.grad_clip and resume.")
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
+        self.pruner.mask_gradients()
         torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.train.grad_clip)
         self.opt.step()
         self.sched.step()
         self.tbptt_state = detach_state(state)
         self.step += 1
+        self.pruner.after_step(self.step)
         return loss.item() / LOG2
 
     def validate(self) -> dict:

@@ -121,6 +121,53 @@ def test_gemv_sparse_matches_numpy(lib, inputs, outputs, dtype, weights):
             assert torch.equal(results[0], results[1])
 
 
+# (rows, cols): one row, one block (kept or not), a partial last group (rows not a multiple of 16), columns past
+# the int16 range (the index holds them as uint16), and more rows of short weights.
+BLOCK_SIZES = [(1, 20), (16, 1), (5, 37), (37, 50), (64, 64), (130, 257), (20, 40000)]
+
+
+@pytest.mark.parametrize("weights", WEIGHTS)
+@pytest.mark.parametrize("dtype", DTYPES, ids=["f32", "f64"])
+@pytest.mark.parametrize("rows,cols", BLOCK_SIZES)
+def test_block_sparse_gemv_matches_numpy(lib, rows, cols, dtype, weights):
+    """The block-sparse product (16 x 1 blocks, most of them zero, some groups empty) against numpy on the values
+    it stores, for 1 and 3 streams, with and without a ReLU; 1 and 3 threads give the same bits."""
+    from soundalike.sampling.engine import compact
+
+    rng = np.random.default_rng(rows * 1000 + cols)
+    w = torch.from_numpy(rng.standard_normal((rows, cols))).to(dtype)
+    w *= torch.from_numpy(rng.random((-(-rows // 16), cols)) < 0.15).repeat_interleave(16, 0)[:rows]
+    if rows > 16:
+        w[:16] = 0  # an empty group
+    blocks = kernel.block_sparse(w, weights, dtype)
+    assert blocks is not None and blocks.n_blocks == int(kernel.block_columns(w).sum())
+    w64 = compact(w.double(), weights).numpy() if weights != "bf16" else w.to(torch.bfloat16).double().numpy()
+    mat = kernel.matrix(blocks, rows, cols, weights)
+    b = torch.from_numpy(rng.standard_normal(rows)).to(dtype)
+    for batch in (1, 3):
+        x = torch.from_numpy(rng.standard_normal((batch, cols))).to(dtype)
+        expected = x.double().numpy() @ w64.T + b.double().numpy()
+        magnitude = np.abs(x.double().numpy()) @ np.abs(w64.T) + np.abs(b.double().numpy())
+        for relu in (False, True):
+            results = []
+            for threads, min_split in [(1, -1), (3, 0)]:
+                lib.set_threads(threads, min_split)
+                y = torch.full((batch, rows), float("nan"), dtype=dtype)
+                lib.lib.sl_test_gemv(kernel.DTYPES[dtype], kernel.WEIGHTS[weights], mat, b.data_ptr(),
+                                     x.data_ptr(), batch, y.data_ptr(), int(relu))
+                results.append(y)
+            assert_sums_close(results[0], np.maximum(expected, 0) if relu else expected, magnitude, cols)
+            assert torch.equal(results[0], results[1])
+
+
+def test_a_dense_enough_matrix_is_not_stored_block_sparse():
+    w = torch.randn(64, 64)
+    assert kernel.block_sparse(w, "full", torch.float32) is None
+    w[:, :int(64 * (1 - kernel.BLOCK_DENSITY)) + 1] = 0
+    blocks = kernel.block_sparse(w, "int8", torch.float32)
+    assert blocks is not None and kernel.stored_bytes(blocks) < w.numel()  # int8 blocks, index and scales
+
+
 def test_library_reports_the_layout_python_mirrors(lib):
     assert kernel.layout_mismatches(lib.lib, kernel.STRUCTS) == []
 

@@ -41,6 +41,8 @@ class Family:
     # The constructor arguments of the same model holding plain weight matrices (reparametrizations such as
     # weight norm folded), which `sampling.engine.with_compact_weights` fills with the rounded values.
     plain_kwargs: Callable[[dict], dict] = dict
+    # Pruning (`soundalike.sparsity`): name fragments of the weight matrices the `sparsity` section prunes.
+    prunable: tuple[str, ...] = ()
 
     @property
     def name(self) -> str:

@@ -35,9 +35,10 @@ _i32, _i64, _ptr = ctypes.c_int32, ctypes.c_int64, ctypes.c_void_p
 
 
 class Matrix(ctypes.Structure):
-    """sl_matrix: a weight matrix (rows, cols) and, for int8, its float32 scales (one per output)."""
+    """sl_matrix: a weight matrix (rows, cols) and, for int8, its float32 scales (one per output); dense, or
+    block-sparse with its index in `blocks` (see `Blocks`)."""
 
-    _fields_ = [("data", _ptr), ("scale", _ptr), ("rows", _i32), ("cols", _i32)]
+    _fields_ = [("data", _ptr), ("scale", _ptr), ("rows", _i32), ("cols", _i32), ("blocks", _ptr)]
 
 
 class Linear(ctypes.Structure):
@@ -122,17 +123,97 @@ def pack_int8(q: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
     return packed
 
 
-def matrix(w: torch.Tensor | None, rows: int, cols: int, weights: str = "full") -> Matrix:
+# Block-sparse matrices (sl_matrix.blocks): rows in groups of GROUP (SL_GROUP), a group storing only its columns
+# that hold a nonzero weight. A matrix is stored so when at most BLOCK_DENSITY of its blocks are kept: below
+# that the index (2 bytes a block) and the gathered inputs cost less than the skipped weights save.
+GROUP = 16
+BLOCK_DENSITY = 0.7
+
+
+class Blocks:
+    """A block-sparse weight matrix as the library reads it: `data` (blocks, GROUP) stored weights (the compute
+    dtype or bfloat16), or `pack_int8`'s buffer of them and the rows' scales; `index` the int32 offsets of each
+    group's blocks followed by their columns as uint16 (csrc/soundalike.h)."""
+
+    def __init__(self, data: torch.Tensor, index: torch.Tensor, n_blocks: int):
+        self.data, self.index, self.n_blocks = data, index, n_blocks
+
+
+def block_columns(w: torch.Tensor) -> torch.Tensor:
+    """w (rows, cols) -> (groups, cols) bool: which GROUP x 1 blocks hold a nonzero weight."""
+    rows, cols = w.shape
+    padded = torch.zeros(-(-rows // GROUP) * GROUP, cols, dtype=torch.bool)
+    padded[:rows] = w.detach().cpu() != 0
+    return padded.view(-1, GROUP, cols).any(dim=1)
+
+
+def gather_blocks(w: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
+    """The kept blocks of w (rows, cols) in any dtype, group after group, columns ascending: (blocks, GROUP),
+    rows past the last zero."""
+    rows, cols = w.shape
+    padded = torch.zeros(keep.shape[0] * GROUP, cols, dtype=w.dtype)
+    padded[:rows] = w.detach().cpu()
+    return padded.view(-1, GROUP, cols).transpose(1, 2)[keep].contiguous()  # (blocks, GROUP)
+
+
+def block_index(keep: torch.Tensor) -> torch.Tensor:
+    """The index of `block_columns`' kept blocks as the library reads it: int32 offsets (groups + 1), then each
+    block's column as uint16, packed in one int32 tensor."""
+    groups, cols = keep.shape
+    assert cols < 1 << 16, f"a block-sparse matrix has at most {(1 << 16) - 1} columns, got {cols}"
+    offsets = torch.zeros(groups + 1, dtype=torch.int32)
+    offsets[1:] = keep.sum(dim=1).cumsum(0)
+    columns = keep.nonzero()[:, 1].to(torch.int32)  # row-major: group after group, ascending
+    packed = torch.zeros(-(-len(columns) // 2), dtype=torch.int32)
+    packed.view(torch.int16)[:len(columns)] = columns.to(torch.int16)  # the low 16 bits: uint16 in C
+    return torch.cat([offsets, packed])
+
+
+def block_sparse(w: torch.Tensor, weights: str, dtype: torch.dtype) -> Blocks | None:
+    """w (rows, cols) as a block-sparse matrix stored as `weights` (the values the dense storage would hold:
+    `engine.compact`'s, int8 with one scale per row), or None when more than BLOCK_DENSITY of its blocks hold
+    a nonzero weight."""
+    from .engine import quantize_int8
+
+    keep = block_columns(w)
+    if keep.numel() == 0 or keep.float().mean() > BLOCK_DENSITY:
+        return None
+    n_blocks = int(keep.sum())
+    if weights == "int8":
+        q, scale = quantize_int8(w)
+        data = pack_int8(gather_blocks(q, keep), scale)
+    elif weights == "bf16":
+        data = gather_blocks(w.to(torch.bfloat16), keep)
+    else:
+        data = gather_blocks(w.to(dtype), keep)
+    return Blocks(data, block_index(keep), n_blocks)
+
+
+def matrix(w: torch.Tensor | Blocks | None, rows: int, cols: int, weights: str = "full") -> Matrix:
     """The struct of a stored (rows, cols) weight matrix: w in the compute dtype, bfloat16, or `pack_int8`'s
-    buffer (weights="int8"); None for an absent one."""
+    buffer (weights="int8"), or a `Blocks` of them; None for an absent one."""
     if w is None:
-        return Matrix(None, None, rows, cols)
+        return Matrix(None, None, rows, cols, None)
+    blocks = None
+    stored = rows * cols
+    if isinstance(w, Blocks):
+        blocks, stored, w = w.index.data_ptr(), w.n_blocks * GROUP, w.data
     assert w.is_contiguous() and w.device.type == "cpu"
-    scale = w.data_ptr() + _scales_offset(rows * cols) if weights == "int8" else None
-    return Matrix(w.data_ptr(), scale, rows, cols)
+    scale = w.data_ptr() + _scales_offset(stored) if weights == "int8" else None
+    return Matrix(w.data_ptr(), scale, rows, cols, blocks)
 
 
-def linear(w: torch.Tensor | None, b: torch.Tensor | None, rows: int, cols: int, weights: str = "full") -> Linear:
+def stored_bytes(w: torch.Tensor | Blocks | None) -> int:
+    """Bytes a product reads of a stored matrix (its weights, int8 scales and block index)."""
+    if w is None:
+        return 0
+    if isinstance(w, Blocks):
+        return w.data.numel() * w.data.element_size() + w.index.numel() * 4
+    return w.numel() * w.element_size()
+
+
+def linear(w: torch.Tensor | Blocks | None, b: torch.Tensor | None, rows: int, cols: int,
+           weights: str = "full") -> Linear:
     """The struct of y = W x + b, W (rows, cols) stored as for `matrix`, b (rows,) in the compute dtype."""
     assert b is None or (b.is_contiguous() and b.numel() == rows)
     return Linear(matrix(w, rows, cols, weights), None if b is None else b.data_ptr())
@@ -156,7 +237,7 @@ def head(h, params: Linear, dtype: torch.dtype, weights: str = "full", params_t:
     (stored weight, bias, stored transposed weight or None) of a coarse_fine head. Returns the struct and the
     tensors it points into (keep them alive)."""
     keep: list = []
-    fine_lin, fine_t, emb = Linear(Matrix(None, None, 0, 0), None), Matrix(None, None, 0, 0), None
+    fine_lin, fine_t, emb = Linear(Matrix(None, None, 0, 0, None), None), Matrix(None, None, 0, 0, None), None
     if h.kind == "coarse_fine":
         fw, fb, fwt = fine
         emb = h.coarse_embedding.weight.detach().to(dtype).contiguous()

@@ -25,4 +25,6 @@ FAMILY = Family(
     # The stepper folds the embedding and the sample-level input layer into exact lookup tables.
     unrounded=("embedding.weight", "mlp.input.weight"),
     plain_kwargs=lambda kwargs: {**kwargs, "weight_norm": False},
+    # The matrices a sample reads the most of: the frame tiers' per frame, the sample-level MLP's per sample.
+    prunable=("rnns.", "skip_proj.", "upsample.", "mlp.hidden.", "mlp.output.", "head.fine."),
 )

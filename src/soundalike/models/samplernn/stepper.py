@@ -81,45 +81,77 @@ class SampleRNNStepper:
         self.backend = self._pick_backend(backend)
         self.threads = 1  # of the compiled loop (the Sampler sets it)
         self.fine_w = self.fine_wt = None  # a coarse_fine head's fine matrix as the compiled loop stores it
-        if weights != "full":
-            self._compact_matrices(mlp.head)
-        elif self.backend == "c":  # the transposed weights, for the sparse products
-            self.w1t, self.w2t = self.w1.t().contiguous(), self.w2.t().contiguous()
-            if self.head.kind == "coarse_fine":
-                self.fine_w = self.head.fine.weight.detach().contiguous()
-                self.fine_wt = self.fine_w.t().contiguous()
+        if self.backend == "c":
+            self._store_matrices(mlp.head)
+        elif weights != "full":
+            self._compact_matrices()
         # Levels -> grid in the model's own precision (bf16 would round large level numbers).
         self._grid_dtype = self.dtype if self.dtype in (torch.float32, torch.float64) else torch.float32
         self.states: list = []
         self.batch = 0
 
-    def _compact_matrices(self, head) -> None:
-        """Every weight matrix (those `engine.with_compact_weights` rounds) as the compiled loop stores it:
-        bfloat16 (widened exactly on load), or int8 with its float32 scales (`kernel.pack_int8`). Other backends
-        get the rounded values in their own dtype."""
-        if self.backend != "c":
-            def stored(w: torch.Tensor, transposed: bool = False) -> torch.Tensor:
-                return compact(w, self.weights).contiguous()
-        elif self.weights == "bf16":
-            def stored(w: torch.Tensor, transposed: bool = False) -> torch.Tensor:
-                w = w.to(torch.bfloat16)
-                return (w.t() if transposed else w).contiguous()
-        else:
-            def stored(w: torch.Tensor, transposed: bool = False) -> torch.Tensor:
-                q, scale = quantize_int8(w)
-                return _kernel.pack_int8(q.t() if transposed else q, scale)
+    def _compact_matrices(self) -> None:
+        """The backends other than the compiled loop compute with the rounded values (`engine.compact`) of
+        every weight matrix `engine.with_compact_weights` rounds, in their own dtype."""
+        def stored(w: torch.Tensor) -> torch.Tensor:
+            return compact(w, self.weights).contiguous()
 
         for t in self.tiers:
             t.w_in, t.w_up = stored(t.w_in), stored(t.w_up)
             t.layers = [(stored(w_ih), stored(w_hh), b_ih, b_hh) for w_ih, w_hh, b_ih, b_hh in t.layers]
             if t.skip:
                 t.w_skip = stored(t.w_skip)
-        if self.backend == "c":  # the transposed weights too, for the sparse products
-            self.w1t, self.w2t = stored(self.w1, transposed=True), stored(self.w2, transposed=True)
-            if self.head.kind == "coarse_fine":
-                fine = weight(head.fine.weight, self.device, self.dtype)
-                self.fine_w, self.fine_wt = stored(fine), stored(fine, transposed=True)
         self.w1, self.w2 = stored(self.w1), stored(self.w2)
+
+    def _store_matrices(self, head) -> None:
+        """Every weight matrix as the compiled loop stores it: in the compute dtype, as bfloat16 (widened
+        exactly on load) or as int8 with its float32 scales (`kernel.pack_int8`); block-sparse (`kernel.Blocks`)
+        where enough of its 16 x 1 blocks are zero (a pruned model, `soundalike.sparsity`). The sample-level
+        matrices also transposed, for the per-stream products that skip zero inputs, unless block-sparse."""
+        w = self.weights
+
+        def dense(m: torch.Tensor) -> torch.Tensor:
+            if w == "bf16":
+                return m.to(torch.bfloat16).contiguous()
+            if w == "int8":
+                return _kernel.pack_int8(*quantize_int8(m))
+            return m.contiguous()
+
+        def stored(m: torch.Tensor):
+            return _kernel.block_sparse(m, w, self.dtype) or dense(m)
+
+        def transposed(m: torch.Tensor, s) -> torch.Tensor | None:
+            if isinstance(s, _kernel.Blocks):
+                return None
+            if w == "int8":  # one scale per output: a column of the transposed matrix
+                q, scale = quantize_int8(m)
+                return _kernel.pack_int8(q.t(), scale)
+            return dense(m.t())
+
+        for t in self.tiers:
+            t.w_in, t.w_up = stored(t.w_in), stored(t.w_up)
+            t.layers = [(stored(w_ih), stored(w_hh), b_ih, b_hh) for w_ih, w_hh, b_ih, b_hh in t.layers]
+            if t.skip:
+                t.w_skip = stored(t.w_skip)
+        w1, w2 = self.w1, self.w2
+        self.w1, self.w2 = stored(w1), stored(w2)
+        self.w1t, self.w2t = transposed(w1, self.w1), transposed(w2, self.w2)
+        if self.head.kind == "coarse_fine":
+            fine = weight(head.fine.weight, self.device, self.dtype)
+            self.fine_w = stored(fine)
+            self.fine_wt = transposed(fine, self.fine_w)
+
+    def stored_bytes(self) -> dict[str, float]:
+        """Bytes of weights the compiled loop reads per sample, by part: `tiers` (each tier's matrices once per
+        its frame), `mlp` (the sample-level hidden layer and the head's matrices, every sample) and `tables` (the
+        rows of the folded input tables it gathers, every sample)."""
+        tiers = 0.0
+        for t in self.tiers:
+            mats = [t.w_in, t.w_up, *(m for layer in t.layers for m in layer[:2])] + ([t.w_skip] if t.skip else [])
+            tiers += sum(_kernel.stored_bytes(m) for m in mats) / t.frame
+        mlp = sum(_kernel.stored_bytes(m) for m in (self.w1, self.w2, self.fine_w))
+        tables = self.frame_sizes[0] * self.digits * self.dim * self.tables.element_size()
+        return {"tiers": tiers, "mlp": float(mlp), "tables": float(tables)}
 
     def _pick_backend(self, backend: str) -> str:
         cpu_ok = self.device.type == "cpu" and self.dtype in (torch.float32, torch.float64)

@@ -23,4 +23,6 @@ def _reference(model: WaveNet, *args, **kwargs):
 FAMILY = Family(
     config=WaveNetConfig, model=WaveNet, stepper=_stepper, reference=_reference,
     unrounded=("embedding.weight",),  # a row lookup, not a matrix product: kept exact
+    # every layer's dilated convolution and residual projection, the skip projection and the output layers
+    prunable=("convs.", "residual.", "skip.", "out_hidden.", "out.", "head.fine."),
 )

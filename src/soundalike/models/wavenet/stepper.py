@@ -111,7 +111,11 @@ class WaveNetStepper:
             conv = weight(w.transpose(2, 3).reshape(L, 2 * D, k * R), dev, dt)  # taps oldest first
             res = [weight(r.weight[:, :, 0], dev, dt) for r in model.residual]  # (R, D) each, L - 1 of them
             skip, hid, out = (weight(m.weight[:, :, 0], dev, dt) for m in (model.skip, model.out_hidden, model.out))
-        self._c = [conv, *res, skip, hid, out]
+            # block-sparse where a pruned model's 16 x 1 blocks are mostly zero (`kernel.block_sparse`)
+            conv = [_kernel.block_sparse(c, "full", dt) or c for c in conv]
+            res, (skip, hid, out) = [_kernel.block_sparse(r, "full", dt) or r for r in res], \
+                [_kernel.block_sparse(m, "full", dt) or m for m in (skip, hid, out)]
+        self._c = [*conv, *res, skip, hid, out]
         layers = [_kernel.WaveNetLayer(_kernel.linear(conv[i], self.b_conv[i, 0], 2 * D, k * R),
                                        _kernel.matrix(res[i] if i + 1 < L else None, R, D), int(dils[i]),
                                        int(offsets[i]))

@@ -28,7 +28,8 @@ namespace {
 #define AT(S, f) (int64_t)offsetof(S, f)
 
 int32_t layout(const char* name, int64_t* out, int32_t max) {
-    LAYOUT(sl_matrix, AT(sl_matrix, data), AT(sl_matrix, scale), AT(sl_matrix, rows), AT(sl_matrix, cols))
+    LAYOUT(sl_matrix, AT(sl_matrix, data), AT(sl_matrix, scale), AT(sl_matrix, rows), AT(sl_matrix, cols),
+           AT(sl_matrix, blocks))
     LAYOUT(sl_linear, AT(sl_linear, weight), AT(sl_linear, bias))
     LAYOUT(sl_rnn_layer, AT(sl_rnn_layer, ih), AT(sl_rnn_layer, hh))
     LAYOUT(sl_tier, AT(sl_tier, frame), AT(sl_tier, ratio), AT(sl_tier, lstm), AT(sl_tier, n_layers),

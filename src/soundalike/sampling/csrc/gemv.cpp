@@ -119,12 +119,63 @@ void gemv_sparse_cols(const W_t* __restrict WT, const float* __restrict scale, c
     }
 }
 
+// Row groups g0 <= g < g1 of a block-sparse W (sl_matrix): for each stream, the group's SL_GROUP outputs summed
+// over its stored blocks in their order, a vector of N outputs at a time, in four interleaved partial sums (block
+// i into sum i % 4, to hide the FMA latency; 256-bit named variables, which stay in registers) added in a
+// fixed order: bitwise the same whichever thread runs the group.
+template <typename T, typename W_t>
+void block_rows(const sl_matrix& W, const T* __restrict bias, const T* __restrict X, int B, T* __restrict Y,
+                bool relu, int g0, int g1) {
+    typedef typename Half<T>::type V;
+    constexpr int N = 32 / sizeof(T);  // SL_GROUP / N vectors per block
+    const int R = W.rows, D = W.cols, G = (R + SL_GROUP - 1) / SL_GROUP;
+    const int32_t* start = W.blocks;
+    const uint16_t* column = (const uint16_t*)(W.blocks + G + 1);
+    const W_t* data = (const W_t*)W.data;
+    for (int g = g0; g < g1; g++) {
+        const int i0 = start[g], i1 = start[g + 1], r0 = g * SL_GROUP;
+        const int rows = R - r0 < SL_GROUP ? R - r0 : SL_GROUP;
+        for (int b = 0; b < B; b++) {
+            const T* x = X + (int64_t)b * D;
+            T s[SL_GROUP];
+            for (int v = 0; v < SL_GROUP; v += N) {
+                const W_t* w = data + (int64_t)i0 * SL_GROUP + v;
+                V a0 = {}, a1 = {}, a2 = {}, a3 = {};
+                int i = i0;
+                for (; i + 4 <= i1; i += 4, w += 4 * SL_GROUP) {
+                    a0 += loadh<T>(w) * x[column[i]];
+                    a1 += loadh<T>(w + SL_GROUP) * x[column[i + 1]];
+                    a2 += loadh<T>(w + 2 * SL_GROUP) * x[column[i + 2]];
+                    a3 += loadh<T>(w + 3 * SL_GROUP) * x[column[i + 3]];
+                }
+                if (i < i1) a0 += loadh<T>(w) * x[column[i]];
+                if (i + 1 < i1) a1 += loadh<T>(w + SL_GROUP) * x[column[i + 1]];
+                if (i + 2 < i1) a2 += loadh<T>(w + 2 * SL_GROUP) * x[column[i + 2]];
+                const V sum = (a0 + a1) + (a2 + a3);
+                std::memcpy(s + v, &sum, sizeof(V));
+            }
+            T* y = Y + (int64_t)b * R + r0;
+            for (int r = 0; r < rows; r++) {
+                const T v = (is_int8<W_t>() ? s[r] * W.scale[r0 + r] : s[r]) + bias[r0 + r];
+                y[r] = relu && v < 0 ? 0 : v;
+            }
+        }
+    }
+}
+
 }  // namespace
 
-// Split between the team's threads in blocks of 4 rows (see team::parts).
+// Split between the team's threads in blocks of 4 rows (see team::parts); a block-sparse W in row groups.
 template <typename T, typename W_t>
 void gemv(const sl_matrix& W, const T* bias, const T* X, int B, T* Y, bool relu) {
     const int R = W.rows, D = W.cols;
+    if (W.blocks) {
+        const int G = (R + SL_GROUP - 1) / SL_GROUP;
+        const int n = team::parts((int64_t)B * W.blocks[G] * SL_GROUP, G / 2);
+        return team::run([&](int t) {
+            block_rows<T, W_t>(W, bias, X, B, Y, relu, team::begin(G, 1, t, n), team::begin(G, 1, t + 1, n));
+        }, n);
+    }
     const W_t* w = (const W_t*)W.data;
     const int n = team::parts((int64_t)B * R * D, R / 8);
     team::run([&](int t) {

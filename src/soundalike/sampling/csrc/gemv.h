@@ -4,7 +4,7 @@
 #pragma once
 #include "soundalike.h"
 
-// Y (B, W.rows) = X (B, W.cols) W^T + bias, optionally through a ReLU.
+// Y (B, W.rows) = X (B, W.cols) W^T + bias, optionally through a ReLU; W dense or block-sparse (sl_matrix).
 template <typename T, typename W_t>
 void gemv(const sl_matrix& W, const T* bias, const T* X, int B, T* Y, bool relu);
 

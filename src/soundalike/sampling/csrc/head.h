@@ -54,11 +54,12 @@ inline int64_t mixture(const T* p, int K, int Q, float t, float lf, float tail, 
 }
 
 // y (B, M.rows) = x (B, M.cols) M^T + bias, as one product for all streams, or with `sparse` per stream on the
-// transposed matrix skipping zero inputs (nz: scratch of M.cols ints).
+// transposed matrix skipping zero inputs (nz: scratch of M.cols ints); a block-sparse M has no transposed copy
+// (MT.data NULL) and always takes the first way.
 template <typename T, typename W_t>
 inline void product(const sl_linear& M, const sl_matrix& MT, const T* x, int B, T* y, bool sparse, int* nz) {
     const int R = M.weight.rows, C = M.weight.cols;
-    if (!sparse) return gemv<T, W_t>(M.weight, (const T*)M.bias, x, B, y, false);
+    if (!sparse || !MT.data) return gemv<T, W_t>(M.weight, (const T*)M.bias, x, B, y, false);
     for (int b = 0; b < B; b++)
         gemv_sparse<T, W_t>(MT, (const T*)M.bias, x + (int64_t)b * C, y + (int64_t)b * R, false, nz);
 }

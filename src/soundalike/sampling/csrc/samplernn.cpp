@@ -42,7 +42,7 @@ int64_t work_bytes(const sl_samplernn& m, int B) {
 
 // One bottom frame of `n` samples for every stream (streams s from its frame's first sample), conditioned
 // by cond (B, n, D) with stream stride cond_sb. With m.sparse the MLP runs per stream on the transposed
-// weights skipping zero inputs; otherwise on all streams at once (better from a few streams up: each weight
+// weights skipping zero inputs (those it has: a block-sparse matrix has none and skips its zero blocks); otherwise on all streams at once (better from a few streams up: each weight
 // row is then read once for every stream).
 template <typename T, typename W_t>
 void mlp_frame(const sl_samplernn& m, const sl_streams& s, int n, const T* cond, int64_t cond_sb, void* work) {
@@ -71,7 +71,7 @@ void mlp_frame(const sl_samplernn& m, const sl_streams& s, int n, const T* cond,
                 }
             }
         }, gather_parts);
-        if (m.sparse)
+        if (m.sparse && m.hidden_t.data)
             for (int b = 0; b < B; b++)
                 gemv_sparse<T, W_t>(m.hidden_t, b1, h + (int64_t)b * D, h2 + (int64_t)b * D, true, nz);
         else

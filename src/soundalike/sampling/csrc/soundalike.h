@@ -16,11 +16,18 @@ enum sl_dtype { SL_F32 = 0, SL_F64 = 1 };
 // as int8 with one float32 scale per output (a product sums q * x and multiplies each output by its scale).
 enum sl_weights { SL_FULL = 0, SL_BF16 = 1, SL_INT8 = 2 };
 
-// A weight matrix (rows, cols) and, for int8, its scales.
+// A weight matrix (rows, cols) and, for int8, its scales. Stored dense (blocks NULL: row-major data), or
+// block-sparse: the rows in groups of SL_GROUP, each group keeping only the columns where one of its weights is
+// nonzero (a "16x1 block", as WaveRNN's and LPCNet's sparse products). blocks: (groups + 1) int32 offsets, then
+// the column of each stored block as uint16, group after group, ascending; data: (blocks, SL_GROUP) weights, a
+// block's weights for rows g * SL_GROUP .. + SL_GROUP (rows past `rows` zero). A product reads only the stored
+// blocks and their columns.
+#define SL_GROUP 16
 typedef struct sl_matrix {
     const void* data;
     const float* scale;  // SL_INT8: one per output (a row of W; a column of a transposed W); else NULL
     int32_t rows, cols;
+    const int32_t* blocks;  // NULL: dense; else the block-sparse index above
 } sl_matrix;
 
 // y = W x + bias; bias (W.rows,) of T.
@@ -123,7 +130,8 @@ int32_t sl_set_threads(int32_t n, int64_t min_split);
 int32_t sl_layout(const char* name, int64_t* out, int32_t max);
 
 // Single products for the per-operation tests, split between the team like the loops' own:
-// y (batch, W.rows) = x (batch, W.cols) W^T + bias, and the zero-skipping y (WT.cols,) = x (WT.rows,) WT + bias,
+// y (batch, W.rows) = x (batch, W.cols) W^T + bias (W dense or block-sparse), and the zero-skipping
+// y (WT.cols,) = x (WT.rows,) WT + bias,
 // optionally through a ReLU; nz: (WT.rows,) ints of scratch.
 void sl_test_gemv(int32_t dtype, int32_t weights, const sl_matrix* w, const void* bias, const void* x,
                   int32_t batch, void* y, int32_t relu);

@@ -1,7 +1,8 @@
 // 512-bit vectors of float / double for the products (two 256-bit halves, or four 128-bit quarters, where the
 // CPU has no 512-bit registers: the compiler splits them), and the loads that widen stored weights to them.
-// What depends on the instruction set sits in one header per set, chosen here (vec_avx512.h, or the
-// portable vec_generic.h); each defines widen_bf16(p) and widen_int8(p): 16 weights -> Vec<float>::type.
+// What depends on the instruction set sits in one header per set, chosen here (vec_avx512.h, vec_avx2.h, or
+// the portable vec_generic.h); each defines widen_bf16(p) and widen_int8(p): 16 weights -> Vec<float>::type
+// (and vec_avx2.h the 8-weight HalfLoad<float, ...> of the block-sparse products).
 #pragma once
 #include <cstdint>
 #include <cstring>
@@ -27,8 +28,60 @@ inline float widen(bf16 w) {
     return f;
 }
 
+// 256-bit vectors: the widest every x86-64 CPU with AVX2 holds in one register. The block-sparse products keep
+// their sums in these, which the compiler leaves in registers, where 512-bit ones are emulated through the stack
+// on CPUs without AVX-512 (3x slower there).
+template <typename T> struct Half;
+template <> struct Half<float> { typedef float type __attribute__((vector_size(32))); };
+template <> struct Half<double> { typedef double type __attribute__((vector_size(32))); };
+
+// 32 / sizeof(T) stored weights as T: converted lane by lane (one instruction each way on x86 with AVX2), or
+// for bfloat16 shifted into the top half of a float32 first.
+template <typename T, typename W_t>
+struct HalfLoad {
+    static typename Half<T>::type load(const W_t* p) {
+        typedef W_t stored __attribute__((vector_size(32 / sizeof(T) * sizeof(W_t))));
+        stored w;
+        std::memcpy(&w, p, sizeof(w));
+        return __builtin_convertvector(w, typename Half<T>::type);
+    }
+};
+#if !defined(__AVX2__) || defined(__AVX512F__)
+template <>
+struct HalfLoad<float, bf16> {
+    static Half<float>::type load(const bf16* p) {
+        typedef uint16_t u16x8 __attribute__((vector_size(16)));
+        typedef uint32_t u32x8 __attribute__((vector_size(32)));
+        u16x8 h;
+        std::memcpy(&h, p, sizeof(h));
+        const u32x8 u = __builtin_convertvector(h, u32x8) << 16;
+        Half<float>::type f;
+        std::memcpy(&f, &u, sizeof(f));
+        return f;
+    }
+};
+#endif
+template <>
+struct HalfLoad<double, bf16> {
+    static Half<double>::type load(const bf16* p) {
+        typedef uint16_t u16x4 __attribute__((vector_size(8)));
+        typedef uint32_t u32x4 __attribute__((vector_size(16)));
+        typedef float f32x4 __attribute__((vector_size(16)));
+        u16x4 h;
+        std::memcpy(&h, p, sizeof(h));
+        const u32x4 u = __builtin_convertvector(h, u32x4) << 16;
+        f32x4 f;
+        std::memcpy(&f, &u, sizeof(f));
+        return __builtin_convertvector(f, Half<double>::type);
+    }
+};
+template <typename T, typename W_t>
+inline typename Half<T>::type loadh(const W_t* p) { return HalfLoad<T, W_t>::load(p); }
+
 #if defined(__AVX512F__)
 #include "vec_avx512.h"
+#elif defined(__AVX2__)
+#include "vec_avx2.h"
 #else
 #include "vec_generic.h"
 #endif
