@@ -58,18 +58,11 @@ def assert_sums_close(actual: torch.Tensor, expected: np.ndarray, magnitude: np.
     assert (err <= bound).all(), f"max error {err.max():.3g}, bound there {bound.flat[err.argmax()]:.3g}"
 
 
-@pytest.mark.parametrize("weights", WEIGHTS)
-@pytest.mark.parametrize("dtype", DTYPES, ids=["f32", "f64"])
-@pytest.mark.parametrize("rows,cols", SIZES)
-def test_gemv_matches_numpy(lib, rows, cols, dtype, weights):
-    """y = x W^T + b (and through a ReLU) for 1 and 3 streams, with 1 thread and with 3 threads splitting
-    every product; the split gives bitwise the one-thread result."""
-    rng = np.random.default_rng(rows * 1000 + cols)
-    if weights == "int8":
-        w, w64 = int8_stored(rows, cols, False, rng)
-    else:
-        w, w64 = stored(rng.standard_normal((rows, cols)), weights, dtype)
-    mat = kernel.matrix(w.contiguous(), rows, cols, weights)
+def check_product(lib, mat, w64: np.ndarray, dtype, weights: str, rng) -> None:
+    """The compiled product of `mat` (rows x cols, w64 the values it stores) against numpy, y = x W^T + b and
+    through a ReLU, for 1 and 3 streams, with 1 thread and with 3 threads splitting every product (which must
+    give bitwise the one-thread result)."""
+    rows, cols = w64.shape
     b = torch.from_numpy(rng.standard_normal(rows)).to(dtype)
     for batch in (1, 3):
         x = torch.from_numpy(rng.standard_normal((batch, cols))).to(dtype)
@@ -85,6 +78,21 @@ def test_gemv_matches_numpy(lib, rows, cols, dtype, weights):
                 results.append(y)
             assert_sums_close(results[0], np.maximum(expected, 0) if relu else expected, magnitude, cols)
             assert torch.equal(results[0], results[1])
+
+
+@pytest.mark.parametrize("weights", WEIGHTS)
+@pytest.mark.parametrize("dtype", DTYPES, ids=["f32", "f64"])
+@pytest.mark.parametrize("rows,cols", SIZES)
+def test_gemv_matches_numpy(lib, rows, cols, dtype, weights):
+    """y = x W^T + b (and through a ReLU) for 1 and 3 streams, with 1 thread and with 3 threads splitting
+    every product; the split gives bitwise the one-thread result."""
+    rng = np.random.default_rng(rows * 1000 + cols)
+    if weights == "int8":
+        w, w64 = int8_stored(rows, cols, False, rng)
+    else:
+        w, w64 = stored(rng.standard_normal((rows, cols)), weights, dtype)
+    mat = kernel.matrix(w.contiguous(), rows, cols, weights)
+    check_product(lib, mat, w64, dtype, weights, rng)
 
 
 SPARSE_SIZES = [(1, 1), (1, 19), (19, 1), (5, 3), (37, 17), (64, 130), (100, 257), (48, 16)]
@@ -143,21 +151,7 @@ def test_block_sparse_gemv_matches_numpy(lib, rows, cols, dtype, weights):
     assert blocks is not None and blocks.n_blocks == int(kernel.block_columns(w).sum())
     w64 = compact(w.double(), weights).numpy() if weights != "bf16" else w.to(torch.bfloat16).double().numpy()
     mat = kernel.matrix(blocks, rows, cols, weights)
-    b = torch.from_numpy(rng.standard_normal(rows)).to(dtype)
-    for batch in (1, 3):
-        x = torch.from_numpy(rng.standard_normal((batch, cols))).to(dtype)
-        expected = x.double().numpy() @ w64.T + b.double().numpy()
-        magnitude = np.abs(x.double().numpy()) @ np.abs(w64.T) + np.abs(b.double().numpy())
-        for relu in (False, True):
-            results = []
-            for threads, min_split in [(1, -1), (3, 0)]:
-                lib.set_threads(threads, min_split)
-                y = torch.full((batch, rows), float("nan"), dtype=dtype)
-                lib.lib.sl_test_gemv(kernel.DTYPES[dtype], kernel.WEIGHTS[weights], mat, b.data_ptr(),
-                                     x.data_ptr(), batch, y.data_ptr(), int(relu))
-                results.append(y)
-            assert_sums_close(results[0], np.maximum(expected, 0) if relu else expected, magnitude, cols)
-            assert torch.equal(results[0], results[1])
+    check_product(lib, mat, w64, dtype, weights, rng)
 
 
 def test_a_dense_enough_matrix_is_not_stored_block_sparse():
