@@ -99,7 +99,6 @@ def main() -> None:
         rows.append({"setting": s, "one_step_bias": round(b, 6), "render_dc": round(dc, 5),
                      "render_dc_per_second": [round(float(v), 4) for v in second],
                      "gain": round(dc / b, 1) if abs(b) > 1e-7 else None})
-        model.double()
     print(json.dumps({"checkpoint": args.ckpt, "step": ckpt.get("step"), "head": model.head.kind,
                       "pre_emphasis": quantizer.pre_emphasis, "data_mean": round(forced["truth_mean"], 5),
                       "teacher_forced_samples": forced["samples"], "settings": rows}, indent=1))
