@@ -16,48 +16,54 @@ template <typename W_t> constexpr bool is_int8() { return std::is_same<W_t, int8
 constexpr int64_t PREFETCH_BYTES = 32768;
 
 // Y[b, i] = W[i] . X[b] + bias[i] (optionally ReLU) for W (R x D) and X (B x D), rows i0 <= i < i1 (i0 a
-// multiple of 4; i1 too, or R). Four rows at a time share each load of x; two accumulators per row hide the
-// FMA latency. Fixed summation order.
+// multiple of 4; i1 too, or R). ROWS_AT_ONCE rows at a time (vec.h: as many as keep their sums in registers)
+// share each load of x; two sums per row hide the FMA latency. Each row's summation order is fixed, whatever
+// the number of rows at once: the same results with AVX-512 as with AVX2.
 template <typename T, typename W_t>
 void gemv_rows(const W_t* __restrict W, const float* __restrict scale, const T* __restrict bias,
                const T* __restrict X, int B, int R, int D, T* __restrict Y, bool relu, int i0, int i1) {
-    typedef typename Vec<T>::type V;
-    constexpr int N = 64 / sizeof(T);
+    typedef Reg<T> V;
+    constexpr int N = 64 / sizeof(T), K = ROWS_AT_ONCE, P = PARTS, L = N / PARTS;
     const int Dv = D - D % (2 * N);
     int i = i0;
-    for (; i + 4 <= i1; i += 4) {
-        const W_t* w0 = W + (int64_t)i * D;
-        const W_t* w1 = w0 + D;
-        const W_t* w2 = w1 + D;
-        const W_t* w3 = w2 + D;
-        // Prefetch the block of 4 rows PREFETCH_BYTES ahead, spread over this block's first pass.
-        const int64_t block_bytes = 4 * (int64_t)D * sizeof(W_t);
+    for (; i + K <= i1; i += K) {
+        const W_t* w[K];
+        for (int r = 0; r < K; r++) w[r] = W + (int64_t)(i + r) * D;
+        // Prefetch the block of K rows PREFETCH_BYTES ahead, spread over this block's first pass.
+        const int64_t block_bytes = K * (int64_t)D * sizeof(W_t);
         const int64_t ahead = (PREFETCH_BYTES + block_bytes - 1) / block_bytes;
-        const int64_t lines = i + 4 * ahead + 4 <= i1 ? (block_bytes + 63) / 64 : 0;
-        const char* next = lines ? (const char*)(w0 + (int64_t)4 * ahead * D) : nullptr;
+        const int64_t lines = i + K * ahead + K <= i1 ? (block_bytes + 63) / 64 : 0;
+        const char* next = lines ? (const char*)(w[0] + (int64_t)K * ahead * D) : nullptr;
         const int64_t per = Dv ? (lines * 2 * N + Dv - 1) / Dv : 0;
         for (int b = 0; b < B; b++) {
             const T* x = X + (int64_t)b * D;
-            V a0 = {}, a1 = {}, a2 = {}, a3 = {}, c0 = {}, c1 = {}, c2 = {}, c3 = {};
+            V a[K][P], c[K][P];
+            for (int r = 0; r < K; r++)
+                for (int p = 0; p < P; p++) a[r][p] = c[r][p] = V{};
             for (int k = 0; k < Dv; k += 2 * N) {
                 if (b == 0)
                     for (int64_t l = k / (2 * N) * per, e = l + per < lines ? l + per : lines; l < e; l++)
                         __builtin_prefetch(next + l * 64, 0, 1);
-                const V x0 = load(x + k), x1 = load(x + k + N);
-                a0 += loadw<T>(w0 + k) * x0; c0 += loadw<T>(w0 + k + N) * x1;
-                a1 += loadw<T>(w1 + k) * x0; c1 += loadw<T>(w1 + k + N) * x1;
-                a2 += loadw<T>(w2 + k) * x0; c2 += loadw<T>(w2 + k + N) * x1;
-                a3 += loadw<T>(w3 + k) * x0; c3 += loadw<T>(w3 + k + N) * x1;
+                V x0[P], x1[P];
+                for (int p = 0; p < P; p++) {
+                    x0[p] = loadr<T>(x + k + p * L);
+                    x1[p] = loadr<T>(x + k + N + p * L);
+                }
+                for (int r = 0; r < K; r++)
+                    for (int p = 0; p < P; p++) {
+                        a[r][p] = fmadd<T>(a[r][p], loadr<T>(w[r] + k + p * L), x0[p]);
+                        c[r][p] = fmadd<T>(c[r][p], loadr<T>(w[r] + k + N + p * L), x1[p]);
+                    }
             }
-            T s[4] = {hsum<T>(a0, c0), hsum<T>(a1, c1), hsum<T>(a2, c2), hsum<T>(a3, c3)};
-            for (int k = Dv; k < D; k++) {
-                s[0] += scalar<T>(w0[k]) * x[k]; s[1] += scalar<T>(w1[k]) * x[k];
-                s[2] += scalar<T>(w2[k]) * x[k]; s[3] += scalar<T>(w3[k]) * x[k];
+            T s[K];
+            for (int r = 0; r < K; r++) {
+                s[r] = hsum<T>(a[r], c[r]);
+                for (int k = Dv; k < D; k++) s[r] += scalar<T>(w[r][k]) * x[k];
             }
             T* y = Y + (int64_t)b * R + i;
             if (is_int8<W_t>())
-                for (int r = 0; r < 4; r++) s[r] *= scale[i + r];
-            for (int r = 0; r < 4; r++) {
+                for (int r = 0; r < K; r++) s[r] *= scale[i + r];
+            for (int r = 0; r < K; r++) {
                 const T v = s[r] + bias[i + r];
                 y[r] = relu && v < 0 ? 0 : v;
             }
@@ -76,19 +82,19 @@ void gemv_rows(const W_t* __restrict W, const float* __restrict scale, const T* 
     }
 }
 
-// y[r..] = sum over the m nonzero inputs nz of x[k] * WT[k, r..], CH vectors at a time from r while they fit
+// y[r..] = sum over the m nonzero inputs nz of x[k] * WT[k, r..], CH registers (Reg, vec.h) at a time from r while they fit
 // before r1; returns where it stopped. Each output sums in the order of nz whatever CH.
 template <int CH, typename T, typename W_t>
 inline int sparse_pass(const W_t* __restrict WT, const T* __restrict x, int R, T* __restrict y,
                        const int* __restrict nz, int m, int r, int r1) {
-    typedef typename Vec<T>::type V;
-    constexpr int N = 64 / sizeof(T);
+    typedef Reg<T> V;
+    constexpr int N = sizeof(V) / sizeof(T);
     for (; r + CH * N <= r1; r += CH * N) {
         V acc[CH] = {};
         for (int i = 0; i < m; i++) {
             const W_t* row = WT + (int64_t)nz[i] * R + r;
-            const T xk = x[nz[i]];
-            for (int v = 0; v < CH; v++) acc[v] += loadw<T>(row + v * N) * xk;
+            const V xk = V{} + x[nz[i]];
+            for (int v = 0; v < CH; v++) acc[v] = fmadd<T>(acc[v], loadr<T>(row + v * N), xk);
         }
         for (int v = 0; v < CH; v++) std::memcpy(y + r + v * N, &acc[v], sizeof(V));
     }
@@ -100,11 +106,12 @@ template <typename T, typename W_t>
 void gemv_sparse_cols(const W_t* __restrict WT, const float* __restrict scale, const T* __restrict bias,
                       const T* __restrict x, int R, T* __restrict y, bool relu, const int* __restrict nz, int m,
                       int r0, int r1) {
-    // Passes over the nonzero inputs holding 16, 8, 4, then 1 vector(s) of y in registers: enough
-    // independent sums to hide the FMA latency also for a thread's share of a small product.
-    int r = sparse_pass<16, T, W_t>(WT, x, R, y, nz, m, r0, r1);
-    r = sparse_pass<8, T, W_t>(WT, x, R, y, nz, m, r, r1);
-    r = sparse_pass<4, T, W_t>(WT, x, R, y, nz, m, r, r1);
+    // Passes over the nonzero inputs holding WIDEST_PASS (vec.h: as many as stay in registers), a half, a
+    // quarter, then 1 register(s) of y: enough independent sums to hide the FMA latency also for a thread's share of a
+    // small product.
+    int r = sparse_pass<WIDEST_PASS, T, W_t>(WT, x, R, y, nz, m, r0, r1);
+    r = sparse_pass<WIDEST_PASS / 2, T, W_t>(WT, x, R, y, nz, m, r, r1);
+    r = sparse_pass<WIDEST_PASS / 4, T, W_t>(WT, x, R, y, nz, m, r, r1);
     r = sparse_pass<1, T, W_t>(WT, x, R, y, nz, m, r, r1);
     for (; r < r1; r++) {
         T acc = 0;

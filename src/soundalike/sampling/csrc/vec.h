@@ -86,6 +86,20 @@ inline typename Half<T>::type loadh(const W_t* p) { return HalfLoad<T, W_t>::loa
 #include "vec_generic.h"
 #endif
 
+// The products' registers: a 512-bit vector of 64 / sizeof(T) lanes is held as PARTS registers of Reg<T> (one
+// with AVX-512; two 256-bit halves elsewhere, named as such: the compiler keeps named 256-bit variables in
+// registers, where it splits 512-bit ones through the stack on CPUs without AVX-512). Lane for lane the sums
+// are the same either way, so the results do not depend on the instruction set. gemv_rows sums ROWS_AT_ONCE
+// rows at a time (two 512-bit sums each), the input-sparse products up to WIDEST_PASS registers of outputs:
+// what fits in 32 registers (AVX-512) or 16 (AVX2).
+#if defined(__AVX512F__)
+template <typename T> using Reg = typename Vec<T>::type;
+constexpr int PARTS = 1, ROWS_AT_ONCE = 4, WIDEST_PASS = 16;
+#else
+template <typename T> using Reg = typename Half<T>::type;
+constexpr int PARTS = 2, ROWS_AT_ONCE = 2, WIDEST_PASS = 12;
+#endif
+
 // One stored weight as T (the scalar tails).
 template <typename T> inline T scalar(T w) { return w; }
 template <typename T> inline T scalar(bf16 w) { return (T)widen(w); }
@@ -112,13 +126,39 @@ template <> inline Vec<double>::type loadw<double>(const bf16* p) {
     return __builtin_convertvector(f, Vec<double>::type);
 }
 
-// Sum of the lanes of a + b, by halving (a fixed order; a few vector adds instead of a scalar chain).
+// acc + w * x in one rounding where the CPU has FMA (every x86-64 CPU with AVX2), else in two. Explicit, because
+// the compiler's contraction of a * b + c differs between inlined copies of the same loop (a product split
+// between threads must give the same bits as on one).
 template <typename T>
-inline T hsum(typename Vec<T>::type a, typename Vec<T>::type b) {
+inline Reg<T> fmadd(Reg<T> acc, Reg<T> w, Reg<T> x) {
+#if defined(__AVX512F__)
+    if constexpr (sizeof(T) == 4) return (Reg<T>)_mm512_fmadd_ps((__m512)w, (__m512)x, (__m512)acc);
+    else return (Reg<T>)_mm512_fmadd_pd((__m512d)w, (__m512d)x, (__m512d)acc);
+#elif defined(__FMA__) && defined(__AVX2__)
+    if constexpr (sizeof(T) == 4) return (Reg<T>)_mm256_fmadd_ps((__m256)w, (__m256)x, (__m256)acc);
+    else return (Reg<T>)_mm256_fmadd_pd((__m256d)w, (__m256d)x, (__m256d)acc);
+#else
+    return acc + w * x;
+#endif
+}
+
+// One register's worth of stored weights as T (Reg above).
+template <typename T, typename W_t>
+inline Reg<T> loadr(const W_t* p) {
+    if constexpr (PARTS == 1) return loadw<T>(p);
+    else return loadh<T>(p);
+}
+
+// Sum of the lanes of the 512-bit vector a + c, each given as its PARTS registers, by halving (a fixed order;
+// a few vector adds instead of a scalar chain).
+template <typename T>
+inline T hsum(const Reg<T>* a, const Reg<T>* c) {
     constexpr int N = 64 / sizeof(T);
-    const typename Vec<T>::type s = a + b;
     T buf[N];
-    std::memcpy(buf, &s, sizeof(s));
+    for (int p = 0; p < PARTS; p++) {
+        const Reg<T> s = a[p] + c[p];
+        std::memcpy(buf + p * (N / PARTS), &s, sizeof(s));
+    }
     for (int w = N / 2; w >= 1; w /= 2)
         for (int l = 0; l < w; l++) buf[l] += buf[l + w];
     return buf[0];
