@@ -325,6 +325,25 @@ def test_keep_alive_restarts_from_the_data_with_a_crossfade_and_is_reproducible(
     assert plain.stream == 0 and plain.temperature == 0.95 and not plain.verdicts
 
 
+def test_dead_air_restarts_the_stream_at_once(project, monkeypatch):
+    """A stream fallen silent is restarted after dead_air_s, long before the watchdog's window judges it."""
+    keep = KeepAlive(0.9, 1.0, window_s=60.0, check_s=20.0, fade_s=0.1, dead_air_s=1.0)
+    station = Station(project / "tiny.pt", keep, seed=3, block_seconds=0.25, threads=1)
+    first, real = station.sampler, Station._levels
+
+    def silenced(self, sampler, state, n):  # the first stream falls silent (below -60 dBFS), the next does not
+        audio, state = real(self, sampler, state, n)
+        return (audio * 1e-4 if sampler is first else audio), state
+
+    monkeypatch.setattr(Station, "_levels", silenced)
+    blocks = [station.next_block() for _ in range(6)]
+    assert station.stream == 1 and station.dead_air_restarts == 1 and not station.verdicts
+    assert station.events[0]["what"].startswith("1.0 s of dead air") and station.events[0]["at_s"] == 1.0
+    assert "restarted from 2 s of" in station.events[1]["what"]
+    assert max(np.abs(b).max() for b in blocks[:4]) < 1e-3 < np.abs(blocks[4]).max()
+    assert station.describe()["keep_alive"]["dead_air_restarts"] == 1
+
+
 def test_offline_writes_the_stations_audio_in_parts(project, tmp_path):
     out = tmp_path / "offline"
     assert cli.main(["radio", "--ckpt", str(project / "tiny.pt"), "--offline", "2.5", "--out", str(out),

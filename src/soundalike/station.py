@@ -12,6 +12,9 @@ loop, silence or noise; the station's keep-alive (`KeepAlive`) is two things:
   seconds of a random chunk of the training data (`--data`, default the checkpoint's own dataset), with a
   new seed, and the new stream is crossfaded over the old one (equal power, `fade_s`, 1 s). Without the
   data, it starts again from silence. The next judgement waits for a whole window of the new stream.
+  Dead air does not wait for the window: `dead_air_s` (5 s) of audio that never reaches SILENCE_DB (-60 dBFS,
+  stats' silence) restarts the stream at once. (An hour of the Wesnoth model: a model that falls silent does
+  so within a second, and the window alone left up to 80 s of dead air on air; docs/MEASUREMENTS.md.)
 
 Stream k (k = 0 at the start, +1 at each restart) draws with seed `seed + k`, so a station is reproducible
 from its seed and the data.
@@ -33,7 +36,7 @@ from . import checkpoint as ckpt_io
 from .audio import read_audio
 from .emphasis import DeemphasisState, Emphasis, decode
 from .errors import UserError
-from .stats import clip_stats, dataset_chunks, dataset_gain
+from .stats import SILENCE_DB, clip_stats, dataset_chunks, dataset_gain
 
 BAD = ("stuck", "silent", "noise")  # verdicts that restart the stream
 
@@ -50,6 +53,7 @@ class KeepAlive:
     check_s: float = 20.0
     fade_s: float = 1.0
     prime_s: float = 2.0
+    dead_air_s: float = 5.0
 
 
 class Station:
@@ -83,6 +87,8 @@ class Station:
         self.history_frames = 0
         self.since_restart = 0  # samples of the current stream
         self.since_check = 0
+        self.quiet_run = 0  # samples since the stream last reached SILENCE_DB
+        self.dead_air_restarts = 0
         self._restart: tuple | None = None  # (sampler, de-emphasis state) of the stream that fades in next
         self.sampler, self.deemphasis = self._new_stream(prime=False)
 
@@ -174,7 +180,7 @@ class Station:
         self.sampler.set_controls(temperature=self.temperature)
 
     def _watch(self, audio: np.ndarray) -> None:
-        """Judge the last window every check_s; restart the stream on a bad verdict."""
+        """Judge the last window every check_s, and restart the stream on a bad verdict or on dead air."""
         window = round(self.keep.window_s * self.rate)
         self.history.append(audio)
         self.history_frames += len(audio)
@@ -182,16 +188,25 @@ class Station:
             self.history_frames -= len(self.history.popleft())
         self.since_restart += len(audio)
         self.since_check += len(audio)
+        loud = np.flatnonzero(np.abs(audio) >= 10.0 ** (SILENCE_DB / 20.0))
+        self.quiet_run = self.quiet_run + len(audio) if len(loud) == 0 else len(audio) - 1 - int(loud[-1])
+        if self.quiet_run >= self.keep.dead_air_s * self.rate:
+            self.dead_air_restarts += 1
+            return self._restart_stream(f"{self.quiet_run / self.rate:.1f} s of dead air (below {SILENCE_DB:g} dBFS)")
         if self.since_restart < window or self.since_check < self.keep.check_s * self.rate:
             return
         self.since_check = 0
         s = clip_stats(np.concatenate(self.history)[-window:], self.rate)
         self.verdicts[s["verdict"]] = self.verdicts.get(s["verdict"], 0) + 1
         if s["verdict"] in BAD:
-            self._event(f"the last {self.keep.window_s:g} s: {s['verdict']} ({s['why']})")
-            self.stream += 1
-            self._restart = self._new_stream(prime=True)
-            self.since_restart = 0
+            self._restart_stream(f"the last {self.keep.window_s:g} s: {s['verdict']} ({s['why']})")
+
+    def _restart_stream(self, why: str) -> None:
+        """Start stream k + 1 from the data; it fades in over the next block."""
+        self._event(why)
+        self.stream += 1
+        self._restart = self._new_stream(prime=True)
+        self.since_restart = self.since_check = self.quiet_run = 0
 
     def describe(self) -> dict:
         """What is playing, for the page and /status."""
@@ -200,6 +215,7 @@ class Station:
                 "min_p": self.min_p,
                 "keep_alive": {"enabled": self.keep.enabled, "temperature_range": [self.keep.low, self.keep.high],
                                "restart_from": self.data, "verdicts": self.verdicts,
+                               "dead_air_restarts": self.dead_air_restarts,
                                "events": list(self.events)[-10:]}}
 
 
