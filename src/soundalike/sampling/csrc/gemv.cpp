@@ -82,8 +82,8 @@ void gemv_rows(const W_t* __restrict W, const float* __restrict scale, const T* 
     }
 }
 
-// y[r..] = sum over the m nonzero inputs nz of x[k] * WT[k, r..], CH registers (Reg, vec.h) at a time from r while they fit
-// before r1; returns where it stopped. Each output sums in the order of nz whatever CH.
+// y[r..] = sum over the m nonzero inputs nz of x[k] * WT[k, r..], CH registers (Reg, vec.h) at a time from r
+// while they fit before r1; returns where it stopped. Each output sums in the order of nz whatever CH.
 template <int CH, typename T, typename W_t>
 inline int sparse_pass(const W_t* __restrict WT, const T* __restrict x, int R, T* __restrict y,
                        const int* __restrict nz, int m, int r, int r1) {
@@ -107,8 +107,8 @@ void gemv_sparse_cols(const W_t* __restrict WT, const float* __restrict scale, c
                       const T* __restrict x, int R, T* __restrict y, bool relu, const int* __restrict nz, int m,
                       int r0, int r1) {
     // Passes over the nonzero inputs holding WIDEST_PASS (vec.h: as many as stay in registers), a half, a
-    // quarter, then 1 register(s) of y: enough independent sums to hide the FMA latency also for a thread's share of a
-    // small product.
+    // quarter, then 1 register(s) of y: enough independent sums to hide the FMA latency also for a thread's
+    // share of a small product.
     int r = sparse_pass<WIDEST_PASS, T, W_t>(WT, x, R, y, nz, m, r0, r1);
     r = sparse_pass<WIDEST_PASS / 2, T, W_t>(WT, x, R, y, nz, m, r, r1);
     r = sparse_pass<WIDEST_PASS / 4, T, W_t>(WT, x, R, y, nz, m, r, r1);
