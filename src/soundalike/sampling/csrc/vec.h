@@ -1,8 +1,8 @@
-// 512-bit vectors of float / double for the products (two 256-bit halves, or four 128-bit quarters, where the
-// CPU has no 512-bit registers: the compiler splits them), and the loads that widen stored weights to them.
-// What depends on the instruction set sits in one header per set, chosen here (vec_avx512.h, vec_avx2.h, or
-// the portable vec_generic.h); each defines widen_bf16(p) and widen_int8(p): 16 weights -> Vec<float>::type
-// (and vec_avx2.h the 8-weight HalfLoad<float, ...> of the block-sparse products).
+// The products' vectors: 512-bit ones (Vec) held in one register each with AVX-512, as two 256-bit halves (Half)
+// elsewhere (Reg below), and the loads that widen stored weights to them. What depends on the instruction set
+// sits in one header per set, chosen here: vec_avx512.h (widen_bf16(p) and widen_int8(p): 16 weights ->
+// Vec<float>::type) or vec_avx2.h (the 8-weight HalfLoad<float, ...>); any other CPU takes the portable
+// HalfLoad of this file.
 #pragma once
 #include <cstdint>
 #include <cstring>
@@ -10,14 +10,6 @@
 template <typename T> struct Vec;
 template <> struct Vec<float> { typedef float type __attribute__((vector_size(64))); };
 template <> struct Vec<double> { typedef double type __attribute__((vector_size(64))); };
-
-// Unaligned loads through memcpy.
-template <typename T>
-inline typename Vec<T>::type load(const T* p) {
-    typename Vec<T>::type v;
-    std::memcpy(&v, p, sizeof(v));
-    return v;
-}
 
 struct bf16 { uint16_t bits; };
 
@@ -82,8 +74,6 @@ inline typename Half<T>::type loadh(const W_t* p) { return HalfLoad<T, W_t>::loa
 #include "vec_avx512.h"
 #elif defined(__AVX2__)
 #include "vec_avx2.h"
-#else
-#include "vec_generic.h"
 #endif
 
 // The products' registers: a 512-bit vector of 64 / sizeof(T) lanes is held as PARTS registers of Reg<T> (one
@@ -105,8 +95,13 @@ template <typename T> inline T scalar(T w) { return w; }
 template <typename T> inline T scalar(bf16 w) { return (T)widen(w); }
 template <typename T> inline T scalar(int8_t w) { return (T)w; }
 
-// A vector of N = 64 / sizeof(T) stored weights as T.
-template <typename T> inline typename Vec<T>::type loadw(const T* p) { return load(p); }
+#if defined(__AVX512F__)
+// A vector of N = 64 / sizeof(T) stored weights as T (unaligned loads through memcpy).
+template <typename T> inline typename Vec<T>::type loadw(const T* p) {
+    typename Vec<T>::type v;
+    std::memcpy(&v, p, sizeof(v));
+    return v;
+}
 template <typename T> inline typename Vec<T>::type loadw(const bf16* p);
 template <typename T> inline typename Vec<T>::type loadw(const int8_t* p);
 template <> inline Vec<float>::type loadw<float>(const bf16* p) { return widen_bf16(p); }
@@ -125,6 +120,7 @@ template <> inline Vec<double>::type loadw<double>(const bf16* p) {
     std::memcpy(&f, u, sizeof(f));
     return __builtin_convertvector(f, Vec<double>::type);
 }
+#endif
 
 // acc + w * x in one rounding where the CPU has FMA (every x86-64 CPU with AVX2), else in two. Explicit, because
 // the compiler's contraction of a * b + c differs between inlined copies of the same loop (a product split
@@ -145,8 +141,11 @@ inline Reg<T> fmadd(Reg<T> acc, Reg<T> w, Reg<T> x) {
 // One register's worth of stored weights as T (Reg above).
 template <typename T, typename W_t>
 inline Reg<T> loadr(const W_t* p) {
-    if constexpr (PARTS == 1) return loadw<T>(p);
-    else return loadh<T>(p);
+#if defined(__AVX512F__)
+    return loadw<T>(p);
+#else
+    return loadh<T>(p);
+#endif
 }
 
 // Sum of the lanes of the 512-bit vector a + c, each given as its PARTS registers, by halving (a fixed order;
