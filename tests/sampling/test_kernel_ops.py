@@ -49,6 +49,15 @@ def int8_stored(rows: int, cols: int, per_column: bool, rng) -> tuple[torch.Tens
     return kernel.pack_int8(q, scale), values
 
 
+def random_stored(rows: int, cols: int, weights: str, dtype: torch.dtype, rng,
+                  per_column: bool = False) -> tuple[torch.Tensor, np.ndarray]:
+    """Random weights (rows, cols) stored as `weights` (int8: one scale per row, or per column of a transposed
+    matrix), and the float64 values they stand for."""
+    if weights == "int8":
+        return int8_stored(rows, cols, per_column, rng)
+    return stored(rng.standard_normal((rows, cols)), weights, dtype)
+
+
 def assert_sums_close(actual: torch.Tensor, expected: np.ndarray, magnitude: np.ndarray, n: int) -> None:
     """actual within the rounding error of a sum of n terms in its dtype: n * eps * (sum of |terms|) per output
     (the library sums in its own order, so it may differ from numpy's by that much, not more)."""
@@ -87,10 +96,7 @@ def test_gemv_matches_numpy(lib, rows, cols, dtype, weights):
     """y = x W^T + b (and through a ReLU) for 1 and 3 streams, with 1 thread and with 3 threads splitting
     every product; the split gives bitwise the one-thread result."""
     rng = np.random.default_rng(rows * 1000 + cols)
-    if weights == "int8":
-        w, w64 = int8_stored(rows, cols, False, rng)
-    else:
-        w, w64 = stored(rng.standard_normal((rows, cols)), weights, dtype)
+    w, w64 = random_stored(rows, cols, weights, dtype, rng)
     mat = kernel.matrix(w.contiguous(), rows, cols, weights)
     check_product(lib, mat, w64, dtype, weights, rng)
 
@@ -105,10 +111,7 @@ def test_gemv_sparse_matches_numpy(lib, inputs, outputs, dtype, weights):
     """The zero-skipping product y = x WT + b on a transposed matrix WT (inputs, outputs), with about half of
     x zero (as after a ReLU), with none zero and with all zero; 1 and 3 threads give the same bits."""
     rng = np.random.default_rng(inputs * 1000 + outputs)
-    if weights == "int8":
-        wt, wt64 = int8_stored(inputs, outputs, True, rng)
-    else:
-        wt, wt64 = stored(rng.standard_normal((inputs, outputs)), weights, dtype)
+    wt, wt64 = random_stored(inputs, outputs, weights, dtype, rng, per_column=True)
     mat = kernel.matrix(wt.contiguous(), inputs, outputs, weights)
     b = torch.from_numpy(rng.standard_normal(outputs)).to(dtype)
     nz = torch.empty(inputs, dtype=torch.int32)
