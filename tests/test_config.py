@@ -37,6 +37,7 @@ def test_overrides_are_typed_and_reach_nested_fields():
     ("model=3", "model: expected a mapping"),
     ("data.pre_emphasis=1", "data.pre_emphasis: must be at least 0 (0: off) and below 1, got 1.0"),
     ("data.pre_emphasis=-0.5", "data.pre_emphasis: must be at least 0 (0: off) and below 1, got -0.5"),
+    ("train.input_noise=-1", "train.input_noise: must be between 0 and 64 levels, got -1.0"),
     ("data.pre_emphasis=.nan", "data.pre_emphasis: expected a finite number"),
     ("data.pre_emphasis=high", "data.pre_emphasis: expected a number"),
 ])

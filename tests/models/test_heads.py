@@ -187,3 +187,21 @@ def test_resume_mid_stream_with_a_sixteen_bit_head(kind, levels):
 def test_heads_are_listed_in_the_error():
     with pytest.raises(UserError, match=", ".join(heads.HEADS)):
         heads.check("x", 1, 256)
+
+
+@pytest.mark.parametrize("kind,levels", SMALL)
+def test_targets_score_other_levels_than_the_inputs(kind, levels):
+    """`targets` (training on noisy inputs): the NLL of the same parameters at the given levels, for both
+    families; without it the window's own samples are the targets."""
+    for model in families(kind, levels):
+        x = torch.randint(0, levels, (2, model.lookback + 8))
+        y = torch.randint(0, levels, (2, 8))
+        params, _ = model(x)
+        own, _ = model(x, nll=True)
+        other, _ = model(x, nll=True, targets=y)
+        if kind == "softmax":  # the logits' log-probability at the targets
+            expect = -torch.log_softmax(params.double(), dim=-1).gather(2, y[..., None])[..., 0]
+            torch.testing.assert_close(other.double(), expect, rtol=1e-5, atol=1e-5)
+        same, _ = model(x, nll=True, targets=x[:, model.lookback:])
+        torch.testing.assert_close(same, own)
+        assert not torch.allclose(other, own)

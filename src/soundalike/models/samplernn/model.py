@@ -179,9 +179,11 @@ class SampleRNN(nn.Module):
         return [tier.initial_state(batch) for tier in self.tiers]
 
     def forward(self, x: torch.Tensor, state: State | None = None, reset: torch.Tensor | None = None,
-                folded: bool = True, nll: bool = False) -> tuple[torch.Tensor, State]:
+                folded: bool = True, nll: bool = False,
+                targets: torch.Tensor | None = None) -> tuple[torch.Tensor, State]:
         """x (B, lookback + T) levels, reset (B,) bool -> the head's parameters (B, T, n_params) for the targets
-        x[:, lookback:] (the logits, for a softmax head), or with `nll` their NLL in nats (B, T); and the state."""
+        x[:, lookback:] (the logits, for a softmax head), or with `nll` their NLL in nats (B, T); and the state.
+        `targets` (B, T) levels replace x[:, lookback:] as what the NLL scores (training on noisy inputs)."""
         B, total = x.shape
         T = total - self.lookback
         assert T > 0 and T % self.lookback == 0, f"window length {total} - {self.lookback} must be a multiple"
@@ -198,7 +200,7 @@ class SampleRNN(nn.Module):
         z = self.mlp(x[:, self.lookback - fs:total - 1], cond, folded)
         params = self.mlp.output(z)
         if nll:
-            return self.head.nll(params, z, x[:, self.lookback:]), new_state
+            return self.head.nll(params, z, x[:, self.lookback:] if targets is None else targets), new_state
         return params, new_state
 
     # --- step-wise interface, used by generation -------------------------------------------------------

@@ -80,9 +80,10 @@ class WaveNet(nn.Module):
         return F.relu(self.out_hidden(F.relu(skip)))
 
     def forward(self, x: torch.Tensor, state=None, reset: torch.Tensor | None = None,
-                nll: bool = False) -> tuple[torch.Tensor, None]:
+                nll: bool = False, targets: torch.Tensor | None = None) -> tuple[torch.Tensor, None]:
         """x (B, lookback + T) levels -> the head's parameters (B, T, n_params) for the targets x[:, lookback:]
-        (the logits, for a softmax head), or with `nll` their NLL in nats (B, T); and None (no state)."""
+        (the logits, for a softmax head), or with `nll` their NLL in nats (B, T); and None (no state).
+        `targets` (B, T) levels replace x[:, lookback:] as what the NLL scores (training on noisy inputs)."""
         T = x.shape[1] - self.lookback
         assert T > 0, f"window of {x.shape[1]} samples: expected more than lookback={self.lookback}"
         h = self.embed(x[:, :-1]).transpose(1, 2)  # (B, R, lookback + T - 1)
@@ -95,7 +96,8 @@ class WaveNet(nn.Module):
         z = self.features(self.skip(torch.cat(gated, dim=1)))  # (B, O, T)
         params = self.out(z).transpose(1, 2)  # (B, T, n_params)
         if nll:
-            return self.head.nll(params, z.transpose(1, 2), x[:, self.lookback:]), None
+            y = x[:, self.lookback:] if targets is None else targets
+            return self.head.nll(params, z.transpose(1, 2), y), None
         return params, None
 
     # --- step-wise interface: the plain Fast WaveNet, the reference for the sampling engine ---------------
