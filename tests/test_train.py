@@ -337,3 +337,56 @@ def test_input_noise_scores_clean_targets_and_resumes_exactly(tiny_dataset, tmp_
     x = next(trainer.loader).x
     noisy, kw = calls[0]
     assert torch.equal(kw["targets"], x[:, model.lookback:]) and not torch.equal(noisy, x)
+
+
+def test_weight_average_follows_the_moving_average_with_a_short_start():
+    from soundalike.averaging import WeightAverage
+    model = torch.nn.Linear(3, 2)
+    average = WeightAverage(model, decay=0.9)
+    expect = model.weight.detach().clone()
+    for n in range(30):
+        with torch.no_grad():
+            model.weight.add_(torch.randn(2, 3))
+        average.update(model)
+        d = min(0.9, (1 + n) / (10 + n))
+        expect = d * expect + (1 - d) * model.weight.detach()
+    torch.testing.assert_close(average.model.weight, expect)
+    assert not torch.equal(average.model.weight, model.weight) and not average.model.weight.requires_grad
+
+
+def test_averaged_weights_are_the_checkpoints_model_and_resume_exactly(tiny_dataset, tmp_path):
+    def trained(root, steps, **extra):
+        cfg = load_config(ROOT / "configs" / "demo.yaml", tiny_overrides(tiny_dataset, root, **{
+            "train.max_steps": steps, "train.sample_count": 1, "train.ema": 0.95, **extra}))
+        Trainer(cfg, device="cpu").fit()
+        return load_checkpoint(root / "tiny" / "checkpoints" / "latest.pt")
+
+    straight = trained(tmp_path / "straight", 20)
+    trained(tmp_path / "halves", 10)
+    resumed = trained(tmp_path / "halves", 20)
+    for part in ("model", "trained_model"):
+        for key in straight[part]:
+            assert torch.equal(straight[part][key], resumed[part][key]), (part, key)
+    assert resumed["average_updates"] == 20
+    assert any(not torch.equal(straight["model"][k], straight["trained_model"][k]) for k in straight["model"])
+    # validation measured the average: what evaluate reads from the checkpoint
+    run = tmp_path / "straight" / "tiny"
+    logged = next(r for r in read_metrics(run) if "val_bits" in r and r["step"] == 20)["val_bits"]
+    assert evaluate_checkpoint(str(run / "checkpoints" / "latest.pt"), "valid")["bits"] == pytest.approx(logged)
+    # the preview snapshot holds the average and nothing of the training state
+    snap = load_checkpoint(max((run / "snapshots").glob("*.pt")))
+    assert "trained_model" not in snap and all(torch.equal(snap["model"][k], straight["model"][k])
+                                               for k in snap["model"])
+    # pruned weights stay exactly zero in the average
+    pruned = trained(tmp_path / "pruned", 20, **{"sparsity.target": 0.5, "sparsity.start": 2, "sparsity.end": 10,
+                                                  "sparsity.every": 2})
+    from soundalike.models import build
+    from soundalike.sparsity import prunable
+    matrices = {}
+    for part in ("model", "trained_model"):
+        model = build(pruned["family"], pruned["model_kwargs"])
+        model.load_state_dict(pruned[part])
+        matrices[part] = {name: getattr(m, attr) == 0 for name, (m, attr, _) in prunable(model).items()}
+    for name, zeros in matrices["model"].items():
+        assert torch.equal(zeros, matrices["trained_model"][name]), name
+        assert 0.45 < float(zeros.float().mean()) < 0.55, name

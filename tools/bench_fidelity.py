@@ -103,14 +103,14 @@ def summary(report: dict) -> dict:
 
 
 def render_and_measure(name: str, ckpt: Path, data: Path, out: Path, count: int, seconds: float,
-                       setting: str) -> dict:
+                       setting: str, threads: int = 2) -> dict:
     temperature, _, min_p = setting.partition(":")
     folder = out / "renders" / f"{name}@{setting}"
     done = out / "reports" / f"{name}@{setting}.row.json"
     if done.exists():  # measured by an earlier run of this tool
         return json.loads(done.read_text())
     args = ["render", "--ckpt", str(ckpt), "--count", str(count), "--seconds", str(seconds), "--seed", "1",
-            "--temperature", temperature, "--min-p", min_p or "0", "--out", str(folder), "--threads", "2",
+            "--temperature", temperature, "--min-p", min_p or "0", "--out", str(folder), "--threads", str(threads),
             "--overwrite"]
     t = time.perf_counter()
     soundalike(*args)

@@ -52,10 +52,11 @@ class PreviewClips:
         if t.sample_count < 1 or t.sample_seconds <= 0:
             return
         out = run.samples_at(trainer.step)
-        trainer.model.eval()
-        levels = generate(trainer.model, int(t.sample_seconds * rate), batch=t.sample_count,
+        model = trainer.output_model
+        model.eval()
+        levels = generate(model, int(t.sample_seconds * rate), batch=t.sample_count,
                           temperature=t.sample_temperature, seed=t.seed + trainer.step, min_p=t.sample_min_p)
-        trainer.model.train()
+        model.train()
         stats = []
         for i, clip in enumerate(decode(levels.cpu().numpy(), trainer.quantizer)[0]):
             wav = out / f"sample-{i:02d}.wav"

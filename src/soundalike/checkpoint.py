@@ -29,7 +29,9 @@ from .quantize import Quantizer
 FORMAT = 3
 # What only resuming a training run needs; a preview snapshot and an export leave it out. Every other key of a
 # checkpoint (those added later included) is part of the model's description and travels with it.
-TRAINING_STATE = ("optimizer", "scheduler", "loader", "tbptt_state", "torch_rng", "cuda_rng", "validation_pending")
+# "trained_model": the weights training goes on with, when the checkpoint's "model" is their average (train.ema)
+TRAINING_STATE = ("optimizer", "scheduler", "loader", "tbptt_state", "torch_rng", "cuda_rng", "validation_pending",
+                  "trained_model", "average_updates")
 EXPORT_CONFIG = "config.json"  # an export folder's description; names its weights file
 EXPORT_MARK = "soundalike_export"  # the key of config.json that makes a folder an export (its layout version)
 TENSOR_REF = "$tensor"  # {"$tensor": name}: a tensor outside the state dict, stored in the weights file

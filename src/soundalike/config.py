@@ -50,6 +50,9 @@ class TrainConfig:
     # full scale, so that the model learns to pull an offset back to the centre. 0: off.
     input_noise: float = 0.0
     input_offset: float = 0.0
+    # Polyak averaging: the checkpoints, validation, previews and renders use an exponential moving average of
+    # the weights with this decay (about the last 1 / (1 - ema) steps; averaging.py); 0: off.
+    ema: float = 0.0
     max_steps: int = 0  # 0: no limit
     max_time: str = ""  # e.g. "3d", "12h", "90m", "600s"; empty: no limit
     max_cpu_time: str = ""  # the same, in CPU time of this process (all its threads): fair budgets on a shared machine
@@ -234,6 +237,8 @@ def validate(cfg: Config) -> None:
         raise UserError(f"train.sample_min_p: must be at least 0 and below 1, got {t.sample_min_p}")
     if not 0 <= t.input_noise <= 64:
         raise UserError(f"train.input_noise: must be between 0 and 64 levels, got {t.input_noise}")
+    if not 0 <= t.ema < 1:
+        raise UserError(f"train.ema: must be at least 0 (0: off) and below 1, got {t.ema}")
     if not 0 <= t.input_offset <= 0.5:
         raise UserError(f"train.input_offset: must be between 0 and 0.5 of full scale, got {t.input_offset}")
     if t.sample_seconds < 0:

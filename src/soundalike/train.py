@@ -27,6 +27,7 @@ from tqdm import tqdm
 from . import callbacks, models
 from . import checkpoint as ckpt_io
 from .atomic import check_folder
+from .averaging import WeightAverage
 from .config import Config, load_config, parse_duration, save_config
 from .data import AudioDataset, TBPTTLoader
 from .device import pick_device
@@ -183,6 +184,7 @@ class Trainer:
         self.after_validation: list[callbacks.Job] = [callbacks.PreviewSnapshot(), callbacks.PreviewClips(),
                                                       callbacks.GalleryPage()]
         self.init_from: dict | None = None  # the model this run started from (`--init-from`), as recorded
+        self.average: WeightAverage | None = None  # train.ema's averaged weights
         self._resume_or_start(init_from)
         self.pruner = Pruner(self.model, cfg.sparsity)  # after loading: its masks come from the weights' zeros
         self.tensorboard = self._open_tensorboard()
@@ -212,6 +214,8 @@ class Trainer:
         else:
             if init_from:
                 self._init_weights(Path(init_from))
+            if self.cfg.train.ema:
+                self.average = WeightAverage(self.model, self.cfg.train.ema)
             self.log(f"new run {self.run.path}: {models.count_parameters(self.model):,} parameters, "
                      f"device {self.device}, bf16 autocast {'on' if self.use_amp else 'off'}")
         if self.dist.main:
@@ -272,9 +276,17 @@ class Trainer:
 
     # --- checkpoints ----------------------------------------------------------------------------------------
 
+    @property
+    def output_model(self) -> torch.nn.Module:
+        """The model that checkpoints hold, validation measures and previews play: the weights' average with
+        train.ema, else the weights themselves."""
+        return self.model if self.average is None else self.average.model
+
     def _training_state(self) -> dict:
-        payload = ckpt_io.model_payload(self.model, self.quantizer, self.train_set.sample_rate,
+        payload = ckpt_io.model_payload(self.output_model, self.quantizer, self.train_set.sample_rate,
                                         self.cfg.to_dict())
+        if self.average is not None:
+            payload.update(trained_model=self.model.state_dict(), average_updates=self.average.updates)
         payload.update(
             optimizer=self.opt.state_dict(), scheduler=self.sched.state_dict(), step=self.step,
             elapsed_s=self.elapsed, best_val_bits=self.best_val, loader=self.loader.state_dict(),
@@ -290,7 +302,13 @@ class Trainer:
         return ckpt_io.without_training_state(self._training_state())
 
     def _load_training_state(self, ck: dict) -> None:
-        self.model.load_state_dict(ck["model"])
+        averaged = "trained_model" in ck
+        self.model.load_state_dict(ck["trained_model"] if averaged else ck["model"])
+        if self.cfg.train.ema:
+            self.average = WeightAverage(self.model, self.cfg.train.ema)
+            if averaged:  # else the average starts from the weights, as in a new run
+                self.average.model.load_state_dict(ck["model"])
+                self.average.updates = int(ck["average_updates"])
         self.opt.load_state_dict(ck["optimizer"])
         self.sched.load_state_dict(ck["scheduler"])
         self.step, self.elapsed, self.best_val = ck["step"], ck["elapsed_s"], ck["best_val_bits"]
@@ -348,13 +366,15 @@ class Trainer:
         self.tbptt_state = detach_state(state)
         self.step += 1
         self.pruner.after_step(self.step)
+        if self.average is not None:
+            self.average.update(self.model, self.pruner.masks)
         return loss.item() / LOG2
 
     def validate(self) -> dict:
         # The unwrapped model: ranks may hold different numbers of validation batches, and DDP's forward
         # would make every rank take part in a collective per batch. No autocast: the reported metric is
         # computed in full precision, the same as `soundalike evaluate`.
-        v = evaluate_nll(self.model, self.valid_set, self.cfg.train.val_batch_size, self.cfg.train.seq_len,
+        v = evaluate_nll(self.output_model, self.valid_set, self.cfg.train.val_batch_size, self.cfg.train.seq_len,
                          self.device, self.dist.rank, self.dist.world)
         return v
 
