@@ -40,22 +40,32 @@ def soundalike(*args: str, threads: int | None = None) -> subprocess.CompletedPr
                           text=True)
 
 
+def variant(spec: str) -> tuple[str, str, list[str]]:
+    """`--configs` entry -> (label, config name, overrides): `demo`, or `LABEL=CONFIG,key=value,...` for a
+    config with overrides (`demo-ema=demo,train.ema=0.999`)."""
+    label, _, rest = spec.partition("=")
+    if not rest:
+        return spec, spec, []
+    config, *sets = rest.split(",")
+    return label, config, sets
+
+
 def train(configs: list[str], data: Path, out: Path, minutes: float, parallel: int) -> None:
     """Train every config for `minutes` of CPU time with one thread, `parallel` at a time."""
     pending = list(configs)
     running: list[subprocess.Popen] = []
     while pending or running:
         while pending and len(running) < parallel:
-            name = pending.pop(0)
+            name, config, sets = variant(pending.pop(0))
             if (out / "runs" / name / "checkpoints" / "best.pt").exists():
                 continue
             log = open(out / f"train-{name}.log", "w")  # noqa: SIM115 (closed with the process)
             running.append(subprocess.Popen(
-                [PY, "-m", "soundalike", "train", "--config", str(ROOT / "configs" / f"{name}.yaml"),
+                [PY, "-m", "soundalike", "train", "--config", str(ROOT / "configs" / f"{config}.yaml"),
                  "--set", f"data.path={data}", "--set", f"run_root={out / 'runs'}", "--set", f"name={name}",
                  "--set", "train.max_time=", "--set", f"train.max_cpu_time={minutes * 60:g}s",
                  "--set", "train.threads=1", "--set", "train.val_every=1000000000",  # validated once, at the end
-                 "--set", "train.sample_count=0"],
+                 "--set", "train.sample_count=0", *[a for kv in sets for a in ("--set", kv)]],
                 cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "OMP_NUM_THREADS": "1"}))
         time.sleep(2)
         for p in list(running):
@@ -150,7 +160,8 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--data", type=Path, required=True)
     p.add_argument("--out", type=Path, required=True)
-    p.add_argument("--configs", nargs="+", default=["demo", "demo-16bit", "demo-mol"])
+    p.add_argument("--configs", nargs="+", default=["demo", "demo-16bit", "demo-mol"],
+                   help="config names, or LABEL=CONFIG,key=value,... for one with overrides")
     p.add_argument("--cpu-minutes", type=float, default=15.0, help="training CPU time per config (one thread)")
     p.add_argument("--parallel", type=int, default=2, help="configs trained at once")
     p.add_argument("--sampling", nargs="+", default=["1.0"], help="TEMPERATURE[:MIN_P] settings to render")
@@ -168,7 +179,7 @@ def main() -> None:
     result = {"data": str(data), "cpu_minutes": args.cpu_minutes, "data_clips": summary(json.loads(data_report.read_text())),
               "configs": []}
     tracks = {}
-    for name in args.configs:
+    for name in [variant(spec)[0] for spec in args.configs]:
         ckpt = out / "runs" / name / "checkpoints" / "best.pt"
         saved = out / "reports" / f"{name}.evaluate.json"
         if not saved.exists():

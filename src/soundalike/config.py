@@ -43,13 +43,10 @@ class TrainConfig:
     lr: float = 1e-3
     warmup_steps: int = 0
     grad_clip: float = 1.0
-    # Training on inputs as free running may see them (LPCNet adds noise to its inputs for this); the targets
-    # stay clean. input_noise: each window's input samples are moved by Gaussian noise whose standard deviation,
-    # drawn per window from [0, input_noise], is in levels of a 256-level scale (times q_levels / 256).
-    # input_offset: each window's inputs are shifted by a constant drawn from [-input_offset, input_offset] of
-    # full scale, so that the model learns to pull an offset back to the centre. 0: off.
+    # Training on inputs as free running may see them (LPCNet adds noise to its inputs for this): each window's
+    # input samples are moved by Gaussian noise whose standard deviation, drawn per window from
+    # [0, input_noise], is in levels of a 256-level scale (times q_levels / 256); the targets stay clean. 0: off.
     input_noise: float = 0.0
-    input_offset: float = 0.0
     # Polyak averaging: the checkpoints, validation, previews and renders use an exponential moving average of
     # the weights with this decay (about the last 1 / (1 - ema) steps; averaging.py); 0: off.
     ema: float = 0.0
@@ -239,8 +236,6 @@ def validate(cfg: Config) -> None:
         raise UserError(f"train.input_noise: must be between 0 and 64 levels, got {t.input_noise}")
     if not 0 <= t.ema < 1:
         raise UserError(f"train.ema: must be at least 0 (0: off) and below 1, got {t.ema}")
-    if not 0 <= t.input_offset <= 0.5:
-        raise UserError(f"train.input_offset: must be between 0 and 0.5 of full scale, got {t.input_offset}")
     if t.sample_seconds < 0:
         raise UserError(f"train.sample_seconds: must not be negative, got {t.sample_seconds}")
     if t.seed >= 2**63:

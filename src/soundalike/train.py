@@ -124,20 +124,13 @@ def noise_seed(seed: int, step: int, rank: int) -> int:
     return (seed * 1_000_003 + step * 4099 + rank) % 2**63
 
 
-def noisy_inputs(x: torch.Tensor, quantizer: Quantizer, std: float, offset: float, seed: int) -> torch.Tensor:
-    """x (B, n) levels as a model in free running may see them: each row shifted by a constant offset drawn
-    from [-offset, offset] of full scale (in audio, then quantized again), then moved by whole levels of Gaussian
-    noise whose standard deviation is drawn per row from [0, std] levels of a 256-level scale (times
-    levels / 256); clamped to the levels' range."""
+def noisy_inputs(x: torch.Tensor, levels: int, std: float, seed: int) -> torch.Tensor:
+    """x (B, n) levels moved by whole levels of Gaussian noise, each row with its own standard deviation drawn
+    from [0, std] levels of a 256-level scale (times levels / 256), clamped to the levels' range."""
     g = torch.Generator().manual_seed(seed)
-    B = x.shape[0]
-    shift = (torch.rand(B, 1, generator=g, dtype=torch.float64) * 2 - 1) * offset
-    spread = torch.rand(B, 1, generator=g) * (std * quantizer.levels / 256)
-    noise = torch.round(torch.randn(x.shape, generator=g) * spread).to(torch.long)
-    y = x.cpu().long()
-    if offset > 0:
-        y = torch.from_numpy(quantizer.quantize(quantizer.dequantize(y.numpy()) + shift.numpy()))
-    return (y + noise).clamp_(0, quantizer.levels - 1).to(x.dtype).to(x.device)
+    spread = torch.rand(x.shape[0], 1, generator=g) * (std * levels / 256)
+    noise = torch.round(torch.randn(x.shape, generator=g) * spread).to(x.dtype).to(x.device)
+    return (x + noise).clamp_(0, levels - 1)
 
 
 class Trainer:
@@ -345,8 +338,8 @@ class Trainer:
         reset = batch.reset.to(self.device, non_blocking=True)
         with self.autocast():
             t = self.cfg.train
-            if t.input_noise > 0 or t.input_offset > 0:
-                noisy = noisy_inputs(x, self.quantizer, t.input_noise, t.input_offset,
+            if t.input_noise > 0:
+                noisy = noisy_inputs(x, self.quantizer.levels, t.input_noise,
                                      noise_seed(t.seed, self.step, self.dist.rank))
                 nll, state = self.net(noisy, self.tbptt_state, reset, nll=True,
                                       targets=x[:, self.model.lookback:])
