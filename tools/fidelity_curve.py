@@ -40,6 +40,7 @@ def main() -> None:
     p.add_argument("--seconds", type=float, default=20.0)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--min-step", type=int, default=0, help="skip checkpoints before this step")
+    p.add_argument("--max-step", type=int, default=None, help="skip checkpoints after this step")
     args = p.parse_args()
     out = args.out.resolve()
     (out / "reports").mkdir(parents=True, exist_ok=True)
@@ -50,7 +51,7 @@ def main() -> None:
         ckpts = {}
         for path in sorted((run / "checkpoints").glob("step-*.pt")) + [run / "checkpoints" / "latest.pt"]:
             step = load_checkpoint(path)["step"]
-            if step >= args.min_step:
+            if step >= args.min_step and (args.max_step is None or step <= args.max_step):
                 ckpts.setdefault(step, path)
         rows = {}
         for step, path in sorted(ckpts.items()):
