@@ -12,6 +12,9 @@ first track side by side. Rendering speed is the real-time factor of the whole `
 
     python tools/bench_fidelity.py --data data/demo/dataset --out runs-fidelity/demo \\
         --configs demo demo-16bit demo-mol demo-preemph --cpu-minutes 15 --sampling 1.0 1.0:0.02
+
+A `--configs` entry `LABEL=CONFIG,key=value,...` trains CONFIG with overrides under the name LABEL
+(`demo-plain=demo,train.ema=0`).
 """
 
 from __future__ import annotations
