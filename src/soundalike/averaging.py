@@ -16,8 +16,6 @@ import copy
 
 import torch
 
-from .sparsity import prunable
-
 
 class WeightAverage:
     """The averaged copy of `model` (`.model`), updated after every optimizer step."""
@@ -30,14 +28,11 @@ class WeightAverage:
             p.requires_grad_(False)
 
     @torch.no_grad()
-    def update(self, model: torch.nn.Module, masks: dict[str, torch.Tensor] | None = None) -> None:
-        """Move the average towards `model`'s weights; `masks` (a pruner's, by matrix name) keep pruned weights
-        exactly zero in the average too."""
+    def update(self, model: torch.nn.Module) -> None:
+        """Move the average towards `model`'s weights. A weight zero in both stays exactly zero: the pruner
+        zeroes pruned weights in the average too (`Pruner(followers=)`) before this runs."""
         d = min(self.decay, (1 + self.updates) / (10 + self.updates))
         torch._foreach_lerp_(list(self.model.parameters()), list(model.parameters()), 1.0 - d)
         for mine, theirs in zip(self.model.buffers(), model.buffers()):
             mine.copy_(theirs)
-        if masks:
-            for name, (_, _, p) in prunable(self.model).items():
-                p.mul_(masks[name])
         self.updates += 1

@@ -111,12 +111,14 @@ def block_mask(w: torch.Tensor, fraction: float, block: list[int]) -> torch.Tens
 
 class Pruner:
     """Gradual magnitude pruning of `model` by `cfg` (see the module docstring); the masks come from the zeros
-    of the weights it is given, so a resumed or `--init-from` model continues where it was."""
+    of the weights it is given, so a resumed or `--init-from` model continues where it was. `followers`, copies
+    of the model (the weights' average, `averaging.py`), have the same weights zeroed with it."""
 
-    def __init__(self, model: torch.nn.Module, cfg: SparsityConfig):
+    def __init__(self, model: torch.nn.Module, cfg: SparsityConfig, followers: tuple[torch.nn.Module, ...] = ()):
         self.cfg = cfg
         self.matrices = prunable(model) if cfg.target else {}
         self.masks = {name: p.detach() != 0 for name, (_, _, p) in self.matrices.items()}
+        self.followers = [prunable(f) for f in followers] if cfg.target else []
 
     @torch.no_grad()
     def mask_gradients(self) -> None:
@@ -136,8 +138,9 @@ class Pruner:
             fraction = scheduled(cfg, step)
             for name, (module, attr, _) in self.matrices.items():
                 self.masks[name] &= block_mask(getattr(module, attr), fraction, cfg.block)
-        for name, (_, _, p) in self.matrices.items():
-            p.mul_(self.masks[name])
+        for matrices in (self.matrices, *self.followers):
+            for name, (_, _, p) in matrices.items():
+                p.mul_(self.masks[name])
 
     def density(self) -> float:
         """The fraction of prunable weights that are nonzero."""

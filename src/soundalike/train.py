@@ -179,7 +179,8 @@ class Trainer:
         self.init_from: dict | None = None  # the model this run started from (`--init-from`), as recorded
         self.average: WeightAverage | None = None  # train.ema's averaged weights
         self._resume_or_start(init_from)
-        self.pruner = Pruner(self.model, cfg.sparsity)  # after loading: its masks come from the weights' zeros
+        # after loading: its masks come from the weights' zeros
+        self.pruner = Pruner(self.model, cfg.sparsity, (self.average.model,) if self.average else ())
         self.tensorboard = self._open_tensorboard()
 
     # --- run folder ---------------------------------------------------------------------------------------
@@ -338,13 +339,12 @@ class Trainer:
         reset = batch.reset.to(self.device, non_blocking=True)
         with self.autocast():
             t = self.cfg.train
-            if t.input_noise > 0:
-                noisy = noisy_inputs(x, self.quantizer.levels, t.input_noise,
-                                     noise_seed(t.seed, self.step, self.dist.rank))
-                nll, state = self.net(noisy, self.tbptt_state, reset, nll=True,
-                                      targets=x[:, self.model.lookback:])
-            else:
-                nll, state = self.net(x, self.tbptt_state, reset, nll=True)
+            inputs, targets = x, None
+            if t.input_noise > 0:  # noisy inputs, the window's clean samples as targets
+                inputs = noisy_inputs(x, self.quantizer.levels, t.input_noise,
+                                      noise_seed(t.seed, self.step, self.dist.rank))
+                targets = x[:, self.model.lookback:]
+            nll, state = self.net(inputs, self.tbptt_state, reset, nll=True, targets=targets)
         loss = nll.float().mean()
         if not torch.isfinite(loss):
             raise TrainingDiverged(
@@ -360,7 +360,7 @@ class Trainer:
         self.step += 1
         self.pruner.after_step(self.step)
         if self.average is not None:
-            self.average.update(self.model, self.pruner.masks)
+            self.average.update(self.model)
         return loss.item() / LOG2
 
     def validate(self) -> dict:
