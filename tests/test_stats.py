@@ -376,3 +376,28 @@ def test_chunks_of_the_dataset_are_judged_as_stored(tmp_path, capsys):
     clips = json.loads(report.read_text())["clips"]
     assert [c["verdict"] for c in clips] == ["ok", "level"]
     assert clips[1]["level_db"] == pytest.approx(clips[0]["level_db"] + 12.04, abs=0.05)
+
+
+def test_clips_together_are_pooled_by_power_and_length(tmp_path, dataset, capsys):
+    """Two clips 20 dB apart, one twice as long: together they are one recording's power, not a mean of dB."""
+    from soundalike.stats import together
+
+    loud, quiet = music(4.0, seed=5), music(2.0, seed=6) * np.float32(0.1)
+    stats = [clip_stats(x, RATE, reference(dataset).levels) for x in (loud, quiet)]
+    t = together(stats)
+    power = (np.sum(loud.astype(np.float64) ** 2) + np.sum(quiet.astype(np.float64) ** 2)) / (len(loud) + len(quiet))
+    assert t["seconds"] == 6.0 and t["rms_db"] == pytest.approx(10 * np.log10(power), abs=0.02)
+    mean = (np.sum(loud, dtype=np.float64) + np.sum(quiet, dtype=np.float64)) / (len(loud) + len(quiet))
+    assert t["dc_offset"] == pytest.approx(mean, abs=1e-5)
+    # against the data: the same shift as each clip's own level_db, and above the mean of the clips' dB
+    shift = stats[0]["rms_db"] - stats[0]["level_db"]
+    assert t["level_db"] == pytest.approx(t["rms_db"] - shift, abs=0.02)
+    assert t["level_db"] > np.mean([s["level_db"] for s in stats]) + 5
+    assert together([clip_stats(loud, RATE)])["level_db"] is None and together([]) is None
+    sf.write(tmp_path / "a.wav", loud, RATE)
+    sf.write(tmp_path / "b.wav", quiet, RATE)
+    out = tmp_path / "report.json"
+    assert cli.main(["stats", str(tmp_path / "a.wav"), str(tmp_path / "b.wav"), "--reference", str(dataset),
+                     "--json", str(out)]) == 0
+    assert f"all clips together (6.0 s): RMS {t['rms_db']:.1f} dBFS, {t['level_db']:+.1f} dB" in capsys.readouterr().out
+    assert json.loads(out.read_text())["together"]["level_db"] == pytest.approx(t["level_db"], abs=0.01)

@@ -6,7 +6,9 @@ trained at once, or beside other work, get the same budget; `--parallel` at a ti
 evaluate the best checkpoint's validation NLL (bits per sample in the model's own unit and at 16-bit
 resolution), render `--count` tracks of `--seconds` at each sampling setting, and run `soundalike stats` on
 them against the dataset (verdicts, hiss floor, DC, level, Fréchet distance); the dataset's own valid
-clips are measured the same way, and a picture puts the spectrograms of a data clip and of each config's
+clips are measured the same way, and so are `--data-draws` sets of excerpts of the train split cut like the
+renders (`--count` x `--seconds`: what a perfect model would render, so the spread of each figure for real
+music of that length), and a picture puts the spectrograms of a data clip and of each config's
 first track side by side. Rendering speed is the real-time factor of the whole `render` command at batch
 `--count` with two threads. Prints one JSON object; the runs, renders, reports and picture stay under --out.
 
@@ -108,11 +110,81 @@ def summary(report: dict) -> dict:
     if bands:
         row["hiss_bands_db"] = {b: round(float(np.mean([x[b] for x in bands if isinstance(x.get(b), (int, float))])), 1)
                                 for b in bands[0]}
+    if report.get("together") and report["together"].get("level_db") is not None:
+        row["level_together_db"] = report["together"]["level_db"]
     if "frechet" in report:
         row["frechet"] = report["frechet"].get("generated")
     if "reference" in report:
         row["reference"] = report["reference"]
     return row
+
+
+def data_excerpts(data: Path, folder: Path, count: int, seconds: float, seed: int, split: str = "train") -> list[Path]:
+    """`count` excerpts of `seconds` of continuous audio from the split's recordings, at random places (seed),
+    at the dataset's gain (the level the model learnt), written as float WAVs to `folder`: what a perfect
+    model's renders would be, to measure like them.
+
+    Chunks of one recording join where the next starts no later than the last ends (the slicer's overlap);
+    an excerpt lies inside one such run.
+    """
+    import soundfile as sf
+
+    from soundalike.dataset import Manifest
+
+    manifest = Manifest.load(data)
+    rate, runs, by_source = manifest.sample_rate, [], {}
+    for c in manifest.split(split):
+        by_source.setdefault(c.source, []).append(c)
+    for chunks in by_source.values():
+        chunks.sort(key=lambda c: c.offset)
+        run = [chunks[0]]
+        for c in chunks[1:]:
+            if c.offset <= run[-1].offset + run[-1].samples / rate + 1e-3:
+                run.append(c)
+            else:
+                runs.append(run)
+                run = [c]
+        runs.append(run)
+    length = np.array([r[-1].offset + r[-1].samples / rate - r[0].offset for r in runs])
+    room = np.maximum(length - seconds, 0.0)
+    if not room.any():
+        raise SystemExit(f"{data}: no {seconds} s of continuous audio in the {split} split")
+    rng, n, paths = np.random.default_rng(seed), int(seconds * rate), []
+    folder.mkdir(parents=True, exist_ok=True)
+    for i in range(count):
+        j = rng.choice(len(runs), p=room / room.sum())
+        run, start = runs[j], runs[j][0].offset + rng.uniform(0.0, room[j])
+        audio = np.zeros(n, dtype=np.float32)
+        for c in run:
+            at = round((c.offset - start) * rate)
+            if at < n and at + c.samples > 0:
+                x, _ = sf.read(c.path, dtype="float32", always_2d=True)
+                x = x.mean(axis=1)
+                audio[max(at, 0):at + len(x)] = x[max(-at, 0):n - at]
+        paths.append(folder / f"excerpt-{i:02d}.wav")
+        sf.write(paths[-1], audio * np.float32(manifest.gain), rate, subtype="FLOAT")
+    return paths
+
+
+def data_baseline(data: Path, out: Path, count: int, seconds: float, draws: int) -> dict:
+    """`draws` sets of `count` x `seconds` data excerpts (seeds 0..draws-1) judged like renders: per draw the
+    same row as `render_and_measure`'s, and the range of each figure over the draws."""
+    rows = []
+    for seed in range(draws):
+        done = out / "reports" / f"data-{count}x{seconds:g}s-{seed}.row.json"
+        if not done.exists():
+            folder = out / "renders" / f"data-{count}x{seconds:g}s-{seed}"
+            paths = data_excerpts(data, folder, count, seconds, seed)
+            report = out / "reports" / f"data-{count}x{seconds:g}s-{seed}.json"
+            soundalike("stats", *map(str, paths), "--reference", str(data), "--json", str(report))
+            done.write_text(json.dumps(summary(json.loads(report.read_text()))))
+        rows.append(json.loads(done.read_text()))
+    spans = {}
+    for key in ("level_db", "level_together_db", "dc_diff", "hiss_db", "crackle_per_s", "frechet"):
+        values = [r[key] for r in rows if isinstance(r.get(key), (int, float))]
+        if values:
+            spans[key] = [min(values), float(np.median(values)), max(values)]
+    return {"count": count, "seconds": seconds, "draws": rows, "min_median_max": spans}
 
 
 def render_and_measure(name: str, ckpt: Path, data: Path, out: Path, count: int, seconds: float,
@@ -170,6 +242,8 @@ def main() -> None:
     p.add_argument("--sampling", nargs="+", default=["1.0"], help="TEMPERATURE[:MIN_P] settings to render")
     p.add_argument("--count", type=int, default=4)
     p.add_argument("--seconds", type=float, default=20.0)
+    p.add_argument("--data-draws", type=int, default=5,
+                   help="sets of --count x --seconds train-split excerpts judged like the renders (the baseline)")
     args = p.parse_args()
     data, out = args.data.resolve(), args.out.resolve()
     (out / "reports").mkdir(parents=True, exist_ok=True)
@@ -180,7 +254,7 @@ def main() -> None:
         valid = [str(c) for c in dataset_chunks(data, "valid")]
         soundalike("stats", *valid[:24], "--reference", str(data), "--json", str(data_report))
     result = {"data": str(data), "cpu_minutes": args.cpu_minutes, "data_clips": summary(json.loads(data_report.read_text())),
-              "configs": []}
+              "data_excerpts": data_baseline(data, out, args.count, args.seconds, args.data_draws), "configs": []}
     tracks = {}
     for name in [variant(spec)[0] for spec in args.configs]:
         ckpt = out / "runs" / name / "checkpoints" / "best.pt"

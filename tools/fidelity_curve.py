@@ -5,7 +5,8 @@ For each `checkpoints/step-*.pt` of each RUN (and its `latest.pt`), render `--co
 each sampling setting with seed 1 and judge them with `soundalike stats --reference DATA` (the same
 `render_and_measure` as `tools/bench_fidelity.py`, which caches each row under --out, so a second call only
 measures the new checkpoints). Prints one JSON object: per run, per step, the validation NLL the run logged
-at that step and the renders' figures.
+at that step and the renders' figures; under "data", `--data-draws` sets of train-split excerpts of the same
+count and length judged the same way (the spread of each figure for real music: the baseline).
 
     python tools/fidelity_curve.py runs-fidelity/ab/plain/runs/demo runs-fidelity/ab/offset/runs/demo \\
         --data data/wesnoth/dataset --out runs-fidelity/ab/curve --sampling 1.0 --seconds 20
@@ -19,7 +20,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_fidelity import render_and_measure
+from bench_fidelity import data_baseline, render_and_measure
 
 from soundalike.checkpoint import load_checkpoint
 
@@ -41,10 +42,13 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--min-step", type=int, default=0, help="skip checkpoints before this step")
     p.add_argument("--max-step", type=int, default=None, help="skip checkpoints after this step")
+    p.add_argument("--data-draws", type=int, default=5,
+                   help="sets of --count x --seconds train-split excerpts judged like the renders (the baseline)")
     args = p.parse_args()
     out = args.out.resolve()
     (out / "reports").mkdir(parents=True, exist_ok=True)
-    result = {}
+    result = {"data": data_baseline(args.data.resolve(), out, args.count, args.seconds, args.data_draws)}
+    print(json.dumps({"data": result["data"]["min_median_max"]}), file=sys.stderr)
     for run in args.runs:
         run = run.resolve()
         val = logged_validation(run)

@@ -60,7 +60,9 @@ level. ``hiss_bands_db`` is the clip's floor minus the data's (the median of its
 raised to HISS_FLOOR_DB (-80 dBFS: quieter hiss is inaudible at listening level, and an 8-bit mu-law
 model idling one level either side of silence reads about that); ``hiss_db``, their mean over the bands from
 HISS_FROM_HZ (2 kHz) up, where music is quiet and model hiss shows. ``level_db`` and ``dc_diff`` are the
-clip's RMS and DC minus the data's.
+clip's RMS and DC minus the data's; ``together`` (in the report, and the line after the verdicts) holds the
+same for all the clips as one recording, the figure to hold against the data's level (``together``'s
+docstring says why not the mean of the clips' level_db).
 
 The Fréchet distance (FAD-like, without a downloaded embedding model) compares Gaussian fits of 64-band
 log-mel frames (log10 power floored at -100 dB, 16 kHz, 64 ms windows, 32 ms hop) of generated audio with
@@ -372,6 +374,30 @@ def _verdict(s: dict, levels: Levels | None = None) -> tuple[str, str]:
         return "hiss", (f"noise floor above {HISS_FROM_HZ / 1000:g} kHz {s['hiss_db']:+.1f} dB over the data's "
                         f"(its chunks up to {hi:+.1f} dB)")
     return "ok", ""
+
+
+def together(clips: list[dict]) -> dict | None:
+    """The clips' RMS and DC as one recording (each clip weighted by its length; None if none sounds), and
+    against the data's (level_db, dc_diff; None without levels).
+
+    The mean of the clips' own level_db reads low for music with dynamics: a mean of decibels is not the
+    decibels of the mean power (the Wesnoth soundtrack's 8 s chunks average 2.7 dB under its RMS, the demo
+    corpus's 0.5 dB). The pooled figure is what "as loud as the data" means.
+    """
+    clips = [c for c in clips if c.get("seconds", 0) > 0 and "rms_db" in c and "dc_offset" in c]
+    if not clips:
+        return None
+    w = np.array([c["seconds"] for c in clips], dtype=np.float64)
+    w /= w.sum()
+
+    def pooled_db(key: str) -> float:
+        return round(float(10.0 * np.log10(np.sum(w * 10.0 ** (np.array([c[key] for c in clips]) / 10.0)))), 2)
+
+    judged = all(isinstance(c.get("level_db"), (int, float)) for c in clips)
+    return {"seconds": round(float(sum(c["seconds"] for c in clips)), 2), "rms_db": pooled_db("rms_db"),
+            "dc_offset": round(float(np.sum(w * [c["dc_offset"] for c in clips])), 5),
+            "level_db": pooled_db("level_db") if judged else None,
+            "dc_diff": round(float(np.sum(w * [c["dc_diff"] for c in clips])), 5) if judged else None}
 
 
 # ---- the data's levels: what dc, level and hiss judge a clip against ---------------------------------------
@@ -729,7 +755,11 @@ def run(args: argparse.Namespace) -> int:
     print(format_table([(c["file"], c) for c in clips]))
     counts = {v: sum(c["verdict"] == v for c in clips) for v in VERDICTS}
     print("verdicts: " + ", ".join(f"{n} {v}" for v, n in counts.items() if n))
-    report: dict = {"clips": clips, "verdicts": counts, "levels": None}
+    report: dict = {"clips": clips, "verdicts": counts, "together": together(clips), "levels": None}
+    if (t := report["together"]) is not None:
+        vs = f", {t['level_db']:+.1f} dB from the data's" if t["level_db"] is not None else ""
+        dc = f" ({t['dc_diff']:+.4f} from the data's)" if t["dc_diff"] is not None else ""
+        print(f"all clips together ({t['seconds']:.1f} s): RMS {t['rms_db']:.1f} dBFS{vs}, DC {t['dc_offset']:+.4f}{dc}")
     if ref is None:
         print("dc, level and hiss are not judged without --reference (the data's own levels)")
     else:
