@@ -1,4 +1,5 @@
 import html
+import itertools
 import json
 import os
 import shlex
@@ -18,6 +19,7 @@ from soundalike.checkpoint import load_checkpoint, save_checkpoint
 from soundalike.cli import main
 from soundalike.config import load_config
 from soundalike.emphasis import decode
+from soundalike.errors import UserError
 from soundalike.evaluate import evaluate_checkpoint
 from soundalike.quantize import Quantizer
 from soundalike.sampling import generate
@@ -377,3 +379,40 @@ def test_averaged_weights_are_the_checkpoints_model_and_resume_exactly(tiny_data
     for name, zeros in matrices["model"].items():
         assert torch.equal(zeros, matrices["trained_model"][name]), name
         assert 0.45 < float(zeros.float().mean()) < 0.55, name
+
+
+def test_lr_schedule_warms_up_holds_and_decays_on_a_half_cosine_to_the_end(tiny_dataset, tmp_path, capsys):
+    from soundalike.config import TrainConfig
+    from soundalike.train import lr_factor
+
+    t = TrainConfig(warmup_steps=4, max_steps=100, decay_steps=20, decay_to=0.1)
+    assert [lr_factor(s, t) for s in range(4)] == [0.25, 0.5, 0.75, 1.0]
+    assert lr_factor(79, t) == lr_factor(80, t) == 1.0  # the last 20 updates (81..100) decay
+    assert lr_factor(90, t) == pytest.approx(0.55)  # half way: the mean of 1 and 0.1
+    factors = [lr_factor(s, t) for s in range(80, 100)]
+    assert all(a > b for a, b in itertools.pairwise(factors)) and 0.1 < factors[-1] < 0.11
+    assert lr_factor(150, t) == pytest.approx(0.1)  # a run taken past max_steps stays at the floor
+    assert lr_factor(99, TrainConfig(max_steps=100)) == 1.0
+
+    def trained(root, steps, decay=10):
+        cfg = load_config(ROOT / "configs" / "demo.yaml", tiny_overrides(tiny_dataset, root, **{
+            "train.max_steps": steps, "train.sample_count": 0, "train.decay_steps": decay, "train.log_every": 1,
+            "train.ema": 0}))
+        Trainer(cfg, device="cpu").fit()
+        return root / "tiny"
+
+    straight = trained(tmp_path / "straight", 20)
+    logged = [r["lr"] for r in read_metrics(straight) if "lr" in r]
+    assert logged[:10] == [0.01] * 10 and logged[10:] == pytest.approx(
+        [0.01 * 0.5 * (1 + np.cos(np.pi * k / 10)) for k in range(1, 11)])  # logged after each update
+    # 10 steps at the constant LR, resumed with the decay over the next 10: the same weights as straight
+    trained(tmp_path / "halves", 10, decay=0)
+    resumed = trained(tmp_path / "halves", 20)
+    for key, value in weights(straight).items():
+        assert torch.equal(value, weights(resumed)[key]), key
+    for bad, message in ((["train.decay_steps=30", "train.max_steps=20"], "train.decay_steps"),
+                         (["train.decay_steps=10", "train.max_steps=0"], "train.decay_steps"),
+                         (["train.decay_to=2"], "train.decay_to")):
+        with pytest.raises(UserError, match=message):
+            load_config(ROOT / "configs" / "demo.yaml", tiny_overrides(tiny_dataset, tmp_path, **dict(
+                b.split("=") for b in bad)))

@@ -42,6 +42,10 @@ class TrainConfig:
     seq_len: int = 1024  # TBPTT subsequence length in samples
     lr: float = 1e-3
     warmup_steps: int = 0
+    # The last decay_steps updates before max_steps lower the LR on a half cosine from lr to lr * decay_to (a
+    # warmup-stable-decay schedule: a run can go on at a constant LR, then anneal at the end); 0: constant.
+    decay_steps: int = 0
+    decay_to: float = 0.0
     grad_clip: float = 1.0
     # Training on inputs as free running may see them (LPCNet adds noise to its inputs for this): each window's
     # input samples are moved by Gaussian noise whose standard deviation, drawn per window from
@@ -224,7 +228,7 @@ def validate(cfg: Config) -> None:
     for key in ("batch_size", "val_batch_size", "log_every", "val_every", "ckpt_every", "keep_last"):
         if getattr(t, key) < 1:
             raise UserError(f"train.{key}: must be positive, got {getattr(t, key)}")
-    for key in ("warmup_steps", "max_steps", "seed", "sample_count", "threads", "keep_snapshots"):
+    for key in ("warmup_steps", "decay_steps", "max_steps", "seed", "sample_count", "threads", "keep_snapshots"):
         if getattr(t, key) < 0:
             raise UserError(f"train.{key}: must not be negative, got {getattr(t, key)}")
     for key in ("lr", "grad_clip", "sample_temperature"):
@@ -234,6 +238,11 @@ def validate(cfg: Config) -> None:
         raise UserError(f"train.sample_min_p: must be at least 0 and below 1, got {t.sample_min_p}")
     if not 0 <= t.input_noise <= 64:
         raise UserError(f"train.input_noise: must be between 0 and 64 levels, got {t.input_noise}")
+    if t.decay_steps and not t.max_steps >= t.decay_steps:
+        raise UserError(f"train.decay_steps: the decay ends at train.max_steps, which must be set and at least "
+                        f"{t.decay_steps}, got {t.max_steps}")
+    if not 0 <= t.decay_to <= 1:
+        raise UserError(f"train.decay_to: a fraction of train.lr, must be between 0 and 1, got {t.decay_to}")
     if not 0 <= t.ema < 1:
         raise UserError(f"train.ema: must be at least 0 (0: off) and below 1, got {t.ema}")
     if t.sample_seconds < 0:

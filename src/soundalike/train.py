@@ -28,7 +28,7 @@ from . import callbacks, models
 from . import checkpoint as ckpt_io
 from .atomic import check_folder
 from .averaging import WeightAverage
-from .config import Config, load_config, parse_duration, save_config
+from .config import Config, TrainConfig, load_config, parse_duration, save_config
 from .data import AudioDataset, TBPTTLoader
 from .device import pick_device
 from .errors import UserError
@@ -118,6 +118,19 @@ def bf16_supported(device: torch.device) -> bool:
     return bool(torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported())
 
 
+def lr_factor(step: int, t: TrainConfig) -> float:
+    """The LR as a fraction of train.lr for the update after `step` updates: a linear warmup over
+    warmup_steps, then constant, then over the last decay_steps updates before max_steps a half cosine down
+    towards decay_to (the last update still moves the weights). A function of the step alone, so a resumed run
+    follows the same schedule."""
+    f = min(1.0, (step + 1) / t.warmup_steps) if t.warmup_steps else 1.0
+    start = t.max_steps - t.decay_steps
+    if t.decay_steps and step >= start:
+        done = min(1.0, (step - start) / t.decay_steps)
+        f *= t.decay_to + (1.0 - t.decay_to) * 0.5 * (1.0 + math.cos(math.pi * done))
+    return f
+
+
 def noise_seed(seed: int, step: int, rank: int) -> int:
     """The seed of one step's input noise on one rank: a function of where training is, so a resumed run
     draws the same noise without keeping a generator's state."""
@@ -163,9 +176,7 @@ class Trainer:
         fused = self.device.type == "cuda"
         self.opt = torch.optim.Adam([p for p in self.model.parameters() if p.requires_grad], lr=t.lr,
                                     fused=fused)
-        warm = max(t.warmup_steps, 0)
-        self.sched = torch.optim.lr_scheduler.LambdaLR(
-            self.opt, lambda s: min(1.0, (s + 1) / warm) if warm else 1.0)
+        self.sched = torch.optim.lr_scheduler.LambdaLR(self.opt, lambda s: lr_factor(s, t))
         self.use_amp = t.amp and bf16_supported(self.device)
         self.loader = TBPTTLoader(self.train_set, t.batch_size // self.dist.world, t.seq_len,
                                   self.model.lookback, t.seed, self.dist.rank, self.dist.world)
