@@ -7,6 +7,8 @@ import numpy as np
 import soundfile as sf
 
 from soundalike.dataset import Manifest
+from soundalike.emphasis import decode, encode
+from soundalike.quantize import Quantizer
 from soundalike.slicing import make_params, slice_dataset
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))
@@ -40,3 +42,10 @@ def test_data_excerpts_are_continuous_audio_of_one_recording_at_the_gain(tmp_pat
     assert len(starts) == 3  # random places
     again = data_excerpts(data, tmp_path / "again", count=3, seconds=10.0, seed=0)
     assert all(np.array_equal(sf.read(a)[0], sf.read(b)[0]) for a, b in zip(paths, again))
+    # through a representation: the same places, as a perfect model of those levels would render them
+    q = Quantizer("mulaw", 256)
+    coded = data_excerpts(data, tmp_path / "coded", count=3, seconds=10.0, seed=0, quantizer=q)
+    for plain, through in zip(paths, coded):
+        x, y = sf.read(plain, dtype="float32")[0], sf.read(through, dtype="float32")[0]
+        np.testing.assert_array_equal(y, decode(encode(x, q), q)[0])
+        assert 20 < 10 * np.log10(np.mean(x**2) / np.mean((y - x) ** 2)) < 60  # 8-bit noise, not silence

@@ -8,7 +8,8 @@ resolution), render `--count` tracks of `--seconds` at each sampling setting, an
 them against the dataset (verdicts, hiss floor, DC, level, Fréchet distance); the dataset's own valid
 clips are measured the same way, and so are `--data-draws` sets of excerpts of the train split cut like the
 renders (`--count` x `--seconds`: what a perfect model would render, so the spread of each figure for real
-music of that length), and a picture puts the spectrograms of a data clip and of each config's
+music of that length), and per config the same excerpts through its levels (`perfect`: a perfect model of
+that representation, so what 8-bit levels or pre-emphasis cost before any model error), and a picture puts the spectrograms of a data clip and of each config's
 first track side by side. Rendering speed is the real-time factor of the whole `render` command at batch
 `--count` with two threads. Prints one JSON object; the runs, renders, reports and picture stay under --out.
 
@@ -31,6 +32,9 @@ from pathlib import Path
 
 import numpy as np
 
+from soundalike.checkpoint import load_checkpoint, quantizer_of
+from soundalike.emphasis import decode, encode
+from soundalike.quantize import Quantizer
 from soundalike.stats import dataset_chunks
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -119,10 +123,12 @@ def summary(report: dict) -> dict:
     return row
 
 
-def data_excerpts(data: Path, folder: Path, count: int, seconds: float, seed: int, split: str = "train") -> list[Path]:
+def data_excerpts(data: Path, folder: Path, count: int, seconds: float, seed: int, split: str = "train",
+                  quantizer: Quantizer | None = None) -> list[Path]:
     """`count` excerpts of `seconds` of continuous audio from the split's recordings, at random places (seed),
     at the dataset's gain (the level the model learnt), written as float WAVs to `folder`: what a perfect
-    model's renders would be, to measure like them.
+    model's renders would be, to measure like them. With a quantizer, the excerpts are its levels decoded (a
+    perfect model of that representation: 8-bit levels, pre-emphasis); the same seed cuts the same places.
 
     Chunks of one recording join where the next starts no later than the last ends (the slicer's overlap);
     an excerpt lies inside one such run.
@@ -161,21 +167,31 @@ def data_excerpts(data: Path, folder: Path, count: int, seconds: float, seed: in
                 x, _ = sf.read(c.path, dtype="float32", always_2d=True)
                 x = x.mean(axis=1)
                 audio[max(at, 0):at + len(x)] = x[max(-at, 0):n - at]
+        audio *= np.float32(manifest.gain)
+        if quantizer is not None:
+            audio = decode(encode(np.clip(audio, -1.0, 1.0), quantizer), quantizer)[0]
         paths.append(folder / f"excerpt-{i:02d}.wav")
-        sf.write(paths[-1], audio * np.float32(manifest.gain), rate, subtype="FLOAT")
+        sf.write(paths[-1], audio, rate, subtype="FLOAT")
     return paths
 
 
-def data_baseline(data: Path, out: Path, count: int, seconds: float, draws: int) -> dict:
-    """`draws` sets of `count` x `seconds` data excerpts (seeds 0..draws-1) judged like renders: per draw the
-    same row as `render_and_measure`'s, and the range of each figure over the draws."""
-    rows = []
+def representation(q: Quantizer) -> str:
+    """A quantizer's name in file names: mulaw256, linear65536-e0.85."""
+    return f"{q.kind}{q.levels}" + (f"-e{q.pre_emphasis:g}" if q.pre_emphasis else "")
+
+
+def data_baseline(data: Path, out: Path, count: int, seconds: float, draws: int,
+                  quantizer: Quantizer | None = None) -> dict:
+    """`draws` sets of `count` x `seconds` data excerpts (seeds 0..draws-1; through `quantizer` if given) judged
+    like renders: per draw the same row as `render_and_measure`'s, and the range of each figure over the
+    draws."""
+    rows, tag = [], "" if quantizer is None else "-" + representation(quantizer)
     for seed in range(draws):
-        done = out / "reports" / f"data-{count}x{seconds:g}s-{seed}.row.json"
+        name = f"data{tag}-{count}x{seconds:g}s-{seed}"
+        done = out / "reports" / f"{name}.row.json"
         if not done.exists():
-            folder = out / "renders" / f"data-{count}x{seconds:g}s-{seed}"
-            paths = data_excerpts(data, folder, count, seconds, seed)
-            report = out / "reports" / f"data-{count}x{seconds:g}s-{seed}.json"
+            paths = data_excerpts(data, out / "renders" / name, count, seconds, seed, quantizer=quantizer)
+            report = out / "reports" / f"{name}.json"
             soundalike("stats", *map(str, paths), "--reference", str(data), "--json", str(report))
             done.write_text(json.dumps(summary(json.loads(report.read_text()))))
         rows.append(json.loads(done.read_text()))
@@ -264,8 +280,11 @@ def main() -> None:
                                         or json.loads(soundalike("evaluate", "--ckpt", str(ckpt), "--split",
                                                                  "valid", "--json").stdout)))
         ev = json.loads(saved.read_text())
+        q = quantizer_of(load_checkpoint(ckpt))
         row = {"config": name, "step": ev["step"], "valid_bits": round(ev["bits"], 4),
                "valid_bits16": round(ev["bits16"], 4), "marginal_bits16": round(ev["marginal_entropy_bits16"], 4),
+               "perfect": {"representation": representation(q),
+                           **data_baseline(data, out, args.count, args.seconds, args.data_draws, q)},
                "renders": []}
         for setting in args.sampling:
             row["renders"].append(render_and_measure(name, ckpt, data, out, args.count, args.seconds, setting))

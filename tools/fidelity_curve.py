@@ -6,7 +6,9 @@ each sampling setting with seed 1 and judge them with `soundalike stats --refere
 `render_and_measure` as `tools/bench_fidelity.py`, which caches each row under --out, so a second call only
 measures the new checkpoints). Prints one JSON object: per run, per step, the validation NLL the run logged
 at that step and the renders' figures; under "data", `--data-draws` sets of train-split excerpts of the same
-count and length judged the same way (the spread of each figure for real music: the baseline).
+count and length judged the same way (the spread of each figure for real music: the baseline), and under
+"perfect" the same excerpts through the first run's levels (what its representation costs before any model
+error).
 
     python tools/fidelity_curve.py runs-fidelity/ab/plain/runs/demo runs-fidelity/ab/offset/runs/demo \\
         --data data/wesnoth/dataset --out runs-fidelity/ab/curve --sampling 1.0 --seconds 20
@@ -20,9 +22,9 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_fidelity import data_baseline, render_and_measure
+from bench_fidelity import data_baseline, render_and_measure, representation
 
-from soundalike.checkpoint import load_checkpoint
+from soundalike.checkpoint import load_checkpoint, quantizer_of
 
 
 def logged_validation(run: Path) -> dict[int, dict]:
@@ -47,8 +49,13 @@ def main() -> None:
     args = p.parse_args()
     out = args.out.resolve()
     (out / "reports").mkdir(parents=True, exist_ok=True)
-    result = {"data": data_baseline(args.data.resolve(), out, args.count, args.seconds, args.data_draws)}
-    print(json.dumps({"data": result["data"]["min_median_max"]}), file=sys.stderr)
+    data = args.data.resolve()
+    q = quantizer_of(load_checkpoint(max((args.runs[0] / "checkpoints").glob("step-*.pt"))))
+    result = {"data": data_baseline(data, out, args.count, args.seconds, args.data_draws),
+              "perfect": {"representation": representation(q),
+                          **data_baseline(data, out, args.count, args.seconds, args.data_draws, q)}}
+    for key in ("data", "perfect"):
+        print(json.dumps({key: result[key]["min_median_max"]}), file=sys.stderr)
     for run in args.runs:
         run = run.resolve()
         val = logged_validation(run)

@@ -102,6 +102,12 @@ class Emphasis:
         return x[..., r:n_all], DeemphasisState(carry, todo[..., whole:].copy())
 
 
+def encode(audio: np.ndarray, quantizer: Quantizer) -> np.ndarray:
+    """Audio (..., n) from silence -> the levels a model of `quantizer` reads: pre-emphasized and quantized (the
+    inverse of decode, but for the levels' rounding). A prime, a station's restart, a data baseline."""
+    return quantizer.quantize(Emphasis(quantizer.pre_emphasis).emphasize(audio)[0])
+
+
 def decode(levels: np.ndarray, quantizer: Quantizer, state: DeemphasisState | None = None
            ) -> tuple[np.ndarray, DeemphasisState | None]:
     """Levels (..., n) -> the audio they stand for, (..., n) float32 in [-1, 1], and the de-emphasis state that

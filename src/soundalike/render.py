@@ -43,7 +43,7 @@ from .atomic import atomic_path, check_folder, write_json
 from .audio import iter_blocks
 from .dataset import normalization_gain
 from .device import pick_device
-from .emphasis import DeemphasisState, Emphasis, decode
+from .emphasis import DeemphasisState, decode, encode
 from .errors import UserError
 from .quantize import Quantizer
 from .run_folder import RunFolder, newest_best, renders_for
@@ -213,7 +213,7 @@ def read_prime(path: str, seconds: float, rate: int, quantizer: Quantizer) -> np
     audio = np.concatenate(parts).astype(np.float64)
     # Training data is normalized per dataset (dataset.normalization_gain); bring the prime to the same level.
     audio *= normalization_gain(float(np.abs(audio).max()))
-    return quantizer.quantize(Emphasis(quantizer.pre_emphasis).emphasize(audio)[0])
+    return encode(audio, quantizer)
 
 
 def _new_folder(root: Path) -> Path:

@@ -34,7 +34,7 @@ import torch
 
 from . import checkpoint as ckpt_io
 from .audio import read_audio
-from .emphasis import DeemphasisState, Emphasis, decode
+from .emphasis import DeemphasisState, decode, encode
 from .errors import UserError
 from .stats import SILENCE_DB, clip_stats, dataset_chunks, dataset_gain
 
@@ -109,7 +109,7 @@ class Station:
         n = min(len(audio), round(self.keep.prime_s * self.rate))
         start = int(self.rng.integers(0, len(audio) - n + 1))
         audio = np.clip(audio[start:start + n] * self.gain, -1.0, 1.0)
-        return self.quantizer.quantize(Emphasis(self.quantizer.pre_emphasis).emphasize(audio)[0]), path.name
+        return encode(audio, self.quantizer), path.name
 
     def _new_stream(self, prime: bool) -> tuple:
         from .sampling import Sampler
