@@ -35,7 +35,7 @@ import numpy as np
 from soundalike.checkpoint import load_checkpoint, quantizer_of
 from soundalike.emphasis import decode, encode
 from soundalike.quantize import Quantizer
-from soundalike.stats import dataset_chunks
+from soundalike.stats import dataset_chunks, together
 
 ROOT = Path(__file__).resolve().parents[1]
 PY = sys.executable
@@ -87,7 +87,6 @@ def train(configs: list[str], data: Path, out: Path, minutes: float, parallel: i
 def final_validation(run: Path, data: Path) -> dict | None:
     """`soundalike evaluate`'s figures on the valid split from the validation training ran when it stopped (the
     same `evaluate_nll`; no second pass over the split) and the split's marginal entropy; None if it has none."""
-    from soundalike.checkpoint import load_checkpoint, quantizer_of
     from soundalike.data import AudioDataset
     from soundalike.evaluate import marginal_entropy_bits
 
@@ -114,8 +113,9 @@ def summary(report: dict) -> dict:
     if bands:
         row["hiss_bands_db"] = {b: round(float(np.mean([x[b] for x in bands if isinstance(x.get(b), (int, float))])), 1)
                                 for b in bands[0]}
-    if report.get("together") and report["together"].get("level_db") is not None:
-        row["level_together_db"] = report["together"]["level_db"]
+    pooled = report.get("together") or together(clips)  # reports of before `together` have the clips' figures
+    if pooled and pooled.get("level_db") is not None:
+        row["level_together_db"] = pooled["level_db"]
     if "frechet" in report:
         row["frechet"] = report["frechet"].get("generated")
     if "reference" in report:
@@ -208,15 +208,18 @@ def render_and_measure(name: str, ckpt: Path, data: Path, out: Path, count: int,
     temperature, _, min_p = setting.partition(":")
     folder = out / "renders" / f"{name}@{setting}"
     done = out / "reports" / f"{name}@{setting}.row.json"
+    report_path = out / "reports" / f"{name}@{setting}.json"
     if done.exists():  # measured by an earlier run of this tool
-        return json.loads(done.read_text())
+        row = json.loads(done.read_text())
+        if "level_together_db" not in row and report_path.exists():  # a row of before the pooled level
+            row.update(summary(json.loads(report_path.read_text())))
+        return row
     args = ["render", "--ckpt", str(ckpt), "--count", str(count), "--seconds", str(seconds), "--seed", "1",
             "--temperature", temperature, "--min-p", min_p or "0", "--out", str(folder), "--threads", str(threads),
             "--overwrite"]
     t = time.perf_counter()
     soundalike(*args)
     wall = time.perf_counter() - t
-    report_path = out / "reports" / f"{name}@{setting}.json"
     soundalike("stats", str(folder), "--reference", str(data), "--json", str(report_path))
     row = {"setting": setting, "realtime_factor": round(count * seconds / wall, 2),
            **summary(json.loads(report_path.read_text()))}

@@ -44,6 +44,7 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--min-step", type=int, default=0, help="skip checkpoints before this step")
     p.add_argument("--max-step", type=int, default=None, help="skip checkpoints after this step")
+    p.add_argument("--markdown", action="store_true", help="print a Markdown table instead of JSON")
     p.add_argument("--data-draws", type=int, default=5,
                    help="sets of --count x --seconds train-split excerpts judged like the renders (the baseline)")
     args = p.parse_args()
@@ -74,7 +75,38 @@ def main() -> None:
                                       for s in args.sampling]}
             print(json.dumps({"run": str(run), "step": step, **rows[step]}), file=sys.stderr)
         result[str(run)] = rows
-    print(json.dumps(result, indent=1))
+    print(markdown(result) if args.markdown else json.dumps(result, indent=1))
+
+
+def _figures(r: dict) -> str:
+    verdicts = ", ".join(f"{n} {k}" for k, n in r.get("verdicts", {}).items())
+    return (f"{verdicts} | {r['level_together_db']:+.1f} dB | {r['dc_diff']:+.4f} | {r['hiss_db']:+.1f} dB | "
+            f"{r['crackle_per_s']:.2f} | {r['frechet']:.0f} |")
+
+
+def markdown(result: dict) -> str:
+    """The curve as a Markdown table, the data's excerpts (min / median / max over the draws) first."""
+    lines = [("| step | model | valid bits | sampling | verdicts | level (together) | DC vs data | hiss > 2 kHz | "
+             "clicks/s | Fréchet |"), "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+    for key in ("data", "perfect"):
+        span = result[key]["min_median_max"]
+        label = "data excerpts" if key == "data" else f"data through {result[key]['representation']}"
+        ok = sum(r.get("verdicts", {}).get("ok", 0) for r in result[key]["draws"])
+        cells = " | ".join(f"{span[k][0]:{f}}..{span[k][2]:{f}}{unit}" if k in span else "-" for k, f, unit in (
+            ("level_together_db", "+.1f", " dB"), ("dc_diff", "+.4f", ""), ("hiss_db", "+.1f", " dB"),
+            ("crackle_per_s", ".2f", ""), ("frechet", ".0f", "")))
+        lines.append(f"| – | {label} ({len(result[key]['draws'])} draws) | – | – | "
+                     f"{ok} of {result[key]['count'] * len(result[key]['draws'])} ok | {cells} |")
+    for run, rows in result.items():
+        if run in ("data", "perfect"):
+            continue
+        for step, row in rows.items():
+            bits = f"{row['val_bits']:.3f}" if row["val_bits"] else "–"
+            for r in row["renders"]:
+                temperature, _, min_p = r["setting"].partition(":")
+                sampling = f"T {temperature}" + (f", min-p {min_p}" if min_p else "")
+                lines.append(f"| {step:,} | {Path(run).parent.parent.name} | {bits} | {sampling} | {_figures(r)}")
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":
