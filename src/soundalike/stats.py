@@ -377,7 +377,7 @@ def _verdict(s: dict, levels: Levels | None = None) -> tuple[str, str]:
 
 
 def together(clips: list[dict]) -> dict | None:
-    """The clips' RMS and DC as one recording (each clip weighted by its length; None if none sounds), and
+    """The clips' RMS and DC as one recording (each clip weighted by its length; None without clips), and
     against the data's (level_db, dc_diff; None without levels).
 
     The mean of the clips' own level_db reads low for music with dynamics: a mean of decibels is not the
