@@ -76,7 +76,7 @@ def test_training_learns_and_writes_the_run_folder(tiny_dataset, tmp_path):
 
 
 def test_pre_emphasis_reaches_the_checkpoint_and_the_preview_clips_are_deemphasized(tiny_dataset, tmp_path):
-    cfg = load_config(ROOT / "configs" / "demo-preemph.yaml", tiny_overrides(tiny_dataset, tmp_path, **{
+    cfg = load_config(ROOT / "configs" / "demo.yaml", tiny_overrides(tiny_dataset, tmp_path, **{
         "train.sample_seconds": 0.1}))
     trainer = Trainer(cfg, device="cpu")
     payload = trainer._training_state()
@@ -248,7 +248,8 @@ def test_init_from_starts_a_new_run_from_another_models_weights(tiny_dataset, tm
     cfg = load_config(ROOT / "configs" / "demo.yaml", sets)
     torch.manual_seed(1)
     base = from_config(cfg)  # another artist's model: trained elsewhere, on other data
-    payload = model_payload(base, Quantizer("mulaw", 256), 16000, {**cfg.to_dict(), "data": {"path": "other"}})
+    quantizer = Quantizer(cfg.data.quantization, cfg.data.q_levels, cfg.data.pre_emphasis)
+    payload = model_payload(base, quantizer, 16000, {**cfg.to_dict(), "data": {"path": "other"}})
     save_checkpoint(tmp_path / "base.pt", {**payload, "step": 1234})
     out = export(tmp_path / "base.pt", tmp_path / "shared", clips=0, evaluate=False)
     trainer = Trainer(cfg, device="cpu", init_from=str(out))
@@ -267,7 +268,9 @@ def test_init_from_starts_a_new_run_from_another_models_weights(tiny_dataset, tm
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "model.dim is 32 there, 48 here" in err
     assert main([*argv, "--name", "other", "--set", "data.q_levels=128"], command="train") == 2
-    assert "quantizes to mulaw 256" in capsys.readouterr().err
+    assert "quantizes to mulaw 256 with pre-emphasis 0.85, this config to mulaw 128 with" in capsys.readouterr().err
+    assert main([*argv, "--name", "other", "--set", "data.pre_emphasis=0"], command="train") == 2
+    assert "with pre-emphasis 0.85, this config to mulaw 256 (data" in capsys.readouterr().err
 
 
 def test_a_cpu_time_budget_ends_training_by_what_this_process_used(tiny_dataset, tmp_path, monkeypatch):

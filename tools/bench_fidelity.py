@@ -14,7 +14,7 @@ first track side by side. Rendering speed is the real-time factor of the whole `
 `--count` with two threads. Prints one JSON object; the runs, renders, reports and picture stay under --out.
 
     python tools/bench_fidelity.py --data data/demo/dataset --out runs-fidelity/demo \\
-        --configs demo demo-16bit demo-mol demo-preemph --cpu-minutes 15 --sampling 1.0 1.0:0.02
+        --configs demo demo-mulaw=demo,data.pre_emphasis=0 demo-16bit demo-mol --cpu-minutes 15 --sampling 1.0
 
 A `--configs` entry `LABEL=CONFIG,key=value,...` trains CONFIG with overrides under the name LABEL
 (`demo-plain=demo,train.ema=0`).

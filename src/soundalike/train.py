@@ -232,8 +232,14 @@ class Trainer:
         ck = ckpt_io.load_checkpoint(source, map_location=self.device)
         if ck["quantizer"] != self.quantizer.to_dict():
             q = ck["quantizer"]
-            raise UserError(f"--init-from {source}: quantizes to {q.get('kind')} {q.get('levels')}, this config to "
-                            f"{self.quantizer.kind} {self.quantizer.levels} (data.quantization, data.q_levels)")
+
+            def named(kind: object, levels: object, emphasis: object) -> str:
+                return f"{kind} {levels}" + (f" with pre-emphasis {emphasis}" if emphasis else "")
+
+            here = self.quantizer
+            raise UserError(f"--init-from {source}: quantizes to {named(q.get('kind'), q.get('levels'), q.get('pre_emphasis'))}"
+                            f", this config to {named(here.kind, here.levels, here.pre_emphasis)} (data.quantization, "
+                            "data.q_levels, data.pre_emphasis)")
         # The config's model section names what differs; the constructor arguments catch anything else.
         for there, here in ((ck["config"]["model"], self.cfg.to_dict()["model"]),
                             (ck["model_kwargs"], dict(self.model.kwargs))):
