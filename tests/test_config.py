@@ -95,4 +95,4 @@ def test_model_family_picks_the_section_dataclass_and_its_defaults():
     assert cfg.model.family == "wavenet" and cfg.model.n_stacks == 2 and cfg.model.n_layers == 10
     assert cfg.to_dict()["model"] == {"family": "wavenet", **{k: getattr(cfg.model, k) for k in (
         "output", "mixtures", "n_stacks", "n_layers", "residual_channels", "dilation_channels", "skip_channels", "out_channels",
-        "kernel_size")}}
+        "kernel_size", "level_input")}}

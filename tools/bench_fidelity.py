@@ -205,7 +205,8 @@ def data_baseline(data: Path, out: Path, count: int, seconds: float, draws: int,
 
 def render_and_measure(name: str, ckpt: Path, data: Path, out: Path, count: int, seconds: float,
                        setting: str, threads: int = 2) -> dict:
-    temperature, _, min_p = setting.partition(":")
+    sampling, _, offset = setting.partition("@")
+    temperature, _, min_p = sampling.partition(":")
     folder = out / "renders" / f"{name}@{setting}"
     done = out / "reports" / f"{name}@{setting}.row.json"
     report_path = out / "reports" / f"{name}@{setting}.json"
@@ -217,11 +218,18 @@ def render_and_measure(name: str, ckpt: Path, data: Path, out: Path, count: int,
     args = ["render", "--ckpt", str(ckpt), "--count", str(count), "--seconds", str(seconds), "--seed", "1",
             "--temperature", temperature, "--min-p", min_p or "0", "--out", str(folder), "--threads", str(threads),
             "--overwrite"]
+    level = None
+    if offset:  # a level asked of a model with a level input, in dB from its data's level
+        model = load_checkpoint(ckpt)["model"]
+        if "level_default" not in model:
+            return {"setting": setting, "skipped": "no level input"}
+        level = round(float(model["level_default"]) + float(offset), 2)
+        args += ["--level", str(level)]
     t = time.perf_counter()
     soundalike(*args)
     wall = time.perf_counter() - t
     soundalike("stats", str(folder), "--reference", str(data), "--json", str(report_path))
-    row = {"setting": setting, "realtime_factor": round(count * seconds / wall, 2),
+    row = {"setting": setting, "realtime_factor": round(count * seconds / wall, 2), "level_asked_dbfs": level,
            **summary(json.loads(report_path.read_text()))}
     done.write_text(json.dumps(row))
     return row
@@ -258,7 +266,9 @@ def main() -> None:
                    help="config names, or LABEL=CONFIG,key=value,... for one with overrides")
     p.add_argument("--cpu-minutes", type=float, default=15.0, help="training CPU time per config (one thread)")
     p.add_argument("--parallel", type=int, default=2, help="configs trained at once")
-    p.add_argument("--sampling", nargs="+", default=["1.0"], help="TEMPERATURE[:MIN_P] settings to render")
+    p.add_argument("--sampling", nargs="+", default=["1.0"],
+                   help="TEMPERATURE[:MIN_P][@DB] settings to render; @DB asks a model with a level input for its "
+                        "data's level + DB (`render --level`)")
     p.add_argument("--count", type=int, default=4)
     p.add_argument("--seconds", type=float, default=20.0)
     p.add_argument("--data-draws", type=int, default=5,

@@ -111,6 +111,12 @@ def _fill_added(ckpt: dict[str, Any]) -> dict[str, Any]:
     for section in (ckpt.get("quantizer"), config.get("data") if isinstance(config, dict) else None):
         if isinstance(section, dict):
             section.setdefault("pre_emphasis", 0.0)  # off
+    from .models import FAMILIES
+
+    if "level_input" in FAMILIES[ckpt["family"]].config_keys():  # a family with loudness conditioning
+        for section in (ckpt.get("model_kwargs"), config.get("model") if isinstance(config, dict) else None):
+            if isinstance(section, dict):
+                section.setdefault("level_input", False)  # off
     return ckpt
 
 

@@ -14,7 +14,8 @@ depend on `x[:, : lookback + t]` only. Context that lies before the start of a c
 Training (`TBPTTLoader`, truncated backpropagation through time): each of the B streams walks one chunk in
 consecutive windows whose targets follow one another with no gap, so window k + 1 repeats the last
 `lookback` samples of window k as its context. The model carries its recurrent state from one batch to
-the next and resets it for the streams where `reset` (B,) is true: those start a new chunk.
+the next and resets it for the streams where `reset` (B,) is true: those start a new chunk. Loaders made
+`with_levels` add `level` (B,), the level of each stream's chunk (`soundalike.loudness`).
 
 Evaluation (`eval_batches`): every sample of the split is a target exactly once; `mask` (B, T) marks the
 real targets (padding past the end of a chunk and empty streams are false).
@@ -23,6 +24,7 @@ real targets (padding past the end of a chunk and empty streams are false).
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import math
 import re
@@ -36,9 +38,10 @@ import soundfile as sf
 import torch
 from numpy.lib.stride_tricks import sliding_window_view
 
+from . import loudness
 from .atomic import atomic_path
 from .dataset import MANIFEST, SLICE_HINT, Manifest
-from .emphasis import Emphasis
+from .emphasis import Emphasis, decode
 from .errors import UserError
 from .quantize import Quantizer
 
@@ -50,12 +53,14 @@ CACHE_NAME = re.compile(r"(?:train|valid|test)-(?:linear|mulaw)\d+(?:-e[0-9.e-]+
 class Batch(NamedTuple):
     x: torch.Tensor  # (B, lookback + T) int64 levels; the targets are x[:, lookback:]
     reset: torch.Tensor  # (B,) bool: the stream starts a new chunk, so its recurrent state must be reset
+    level: torch.Tensor | None = None  # (B,) float32 dB: each stream's chunk level (loaders `with_levels`)
 
 
 class EvalBatch(NamedTuple):
     x: torch.Tensor  # (B, lookback + T) int64 levels; the targets are x[:, lookback:]
     reset: torch.Tensor  # (B,) bool: the stream starts a new chunk
     mask: torch.Tensor  # (B, T) bool: which targets are real samples (the rest is padding)
+    level: torch.Tensor | None = None  # (B,) float32 dB: each stream's chunk level (`with_levels`)
 
 
 class AudioDataset:
@@ -94,6 +99,18 @@ class AudioDataset:
         return (f"AudioDataset({str(self.root)!r}, {self.split}, {len(self.lengths)} chunks, "
                 f"{len(self)} samples, {self.quantizer.kind}{self.quantizer.levels}, "
                 f"pre-emphasis {self.quantizer.pre_emphasis:g})")
+
+    @functools.cached_property
+    def levels_db(self) -> np.ndarray:
+        """(chunks,) float32: each chunk's RMS level in dBFS (`loudness.rms_db`) as its audio sounds at the
+        dataset's gain, read back from the levels (de-emphasized): what a model with a level input is told."""
+        return np.array([loudness.rms_db(decode(self.chunk(i), self.quantizer)[0]) for i in range(len(self.lengths))],
+                        dtype=np.float32)
+
+    @property
+    def level_db(self) -> float:
+        """The split's RMS level in dBFS, all chunks together (`loudness.pooled_db`)."""
+        return loudness.pooled_db(self.levels_db, self.lengths)
 
     def chunk(self, i: int) -> np.ndarray:
         """The levels of chunk i (manifest order within the split), a (length,) view of the memmap."""
@@ -199,7 +216,7 @@ class TBPTTLoader:
     """
 
     def __init__(self, dataset: AudioDataset, batch_size: int, seq_len: int, lookback: int, seed: int,
-                 rank: int = 0, world_size: int = 1, pin_memory: bool = False) -> None:
+                 rank: int = 0, world_size: int = 1, pin_memory: bool = False, with_levels: bool = False) -> None:
         _check_shape(batch_size, seq_len, lookback)
         if seed < 0:
             raise UserError(f"data: seed must be >= 0, got {seed}")
@@ -207,6 +224,7 @@ class TBPTTLoader:
         self.batch_size, self.seq_len, self.lookback = batch_size, seq_len, lookback
         self.seed, self.rank, self.world_size = seed, rank, world_size
         self.pin_memory = pin_memory
+        self._levels = torch.from_numpy(dataset.levels_db) if with_levels else None
         mine = shard(len(dataset.lengths), rank, world_size)
         if mine.size == 0:
             raise UserError(
@@ -249,7 +267,8 @@ class TBPTTLoader:
 
     def _batch(self, x: np.ndarray, reset: np.ndarray) -> Batch:
         xt = torch.from_numpy(x)
-        return Batch(xt.pin_memory() if self.pin_memory else xt, torch.from_numpy(reset))
+        level = None if self._levels is None else self._levels[torch.from_numpy(self._chunk)]
+        return Batch(xt.pin_memory() if self.pin_memory else xt, torch.from_numpy(reset), level)
 
     def _deal(self, n: int) -> np.ndarray:
         """The next n chunk indices from the deck, reshuffling a fresh pass when it runs out."""
@@ -324,12 +343,12 @@ class ReferenceTBPTTLoader(TBPTTLoader):
 
 
 def eval_batches(dataset: AudioDataset, batch_size: int, seq_len: int, lookback: int, rank: int = 0,
-                 world_size: int = 1) -> Iterator[EvalBatch]:
+                 world_size: int = 1, with_levels: bool = False) -> Iterator[EvalBatch]:
     """Batches in which every sample of this rank's chunks is a target exactly once.
 
     Up to `batch_size` chunks at a time (manifest order; the last group holds the rest, so no stream is
     padding), each stream from its chunk's start; x (B, lookback + T), mask (B, T). A rank with no chunk
-    yields nothing.
+    yields nothing. `with_levels` adds each stream's chunk level.
     """
     _check_shape(batch_size, seq_len, lookback)
     T, L = seq_len, lookback
@@ -340,8 +359,9 @@ def eval_batches(dataset: AudioDataset, batch_size: int, seq_len: int, lookback:
         B = group.size
         length, base = dataset.lengths[group].astype(np.int64), dataset.starts[group].astype(np.int64)
         reset = torch.ones(B, dtype=torch.bool)
+        level = torch.from_numpy(dataset.levels_db[group]) if with_levels else None
         for k in range(math.ceil(int(length.max()) / T)):
             x = _gather(dataset.data, base, length, np.full(B, k * T - L), L + T, silence)
             mask = (k * T + np.arange(T))[None, :] < length[:, None]  # (B, T)
             yield EvalBatch(torch.from_numpy(x), reset if k == 0 else torch.zeros(B, dtype=torch.bool),
-                            torch.from_numpy(mask))
+                            torch.from_numpy(mask), level)

@@ -45,11 +45,13 @@ def evaluate_nll(model, dataset: AudioDataset, batch_size: int, seq_len: int, de
     total_nats, total_width, total_n = 0.0, 0.0, 0.0
     log2_width = torch.as_tensor(dataset.quantizer.log2_width16(), device=device)
     state = None
-    for batch in eval_batches(dataset, batch_size, seq_len, lookback, rank, world):
+    levels = bool(getattr(model, "level_input", False))  # told each chunk's level, as in training
+    for batch in eval_batches(dataset, batch_size, seq_len, lookback, rank, world, with_levels=levels):
         x, reset, mask = batch.x.to(device), batch.reset.to(device), batch.mask.to(device)
         if state is not None and state_batch(state) != x.shape[0]:
             state = None  # the last group may hold fewer streams
-        nll, state = model(x, state, reset, nll=True)
+        extra = {"level": batch.level.to(device)} if levels else {}
+        nll, state = model(x, state, reset, nll=True, **extra)
         total_nats += float((nll * mask).sum())
         total_width += float((log2_width[x[:, lookback:]] * mask).sum())
         total_n += float(mask.sum())

@@ -37,7 +37,7 @@ import torch
 import torch.distributed as dist
 from tqdm import tqdm
 
-from . import callbacks
+from . import callbacks, loudness
 from . import checkpoint as ckpt_io
 from .atomic import atomic_path, check_folder, write_json
 from .audio import iter_blocks
@@ -68,6 +68,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="cut the improbable tail: draw only levels at least this fraction as likely as the most "
                         "likely one (min-p sampling; 0 = off; default: the model's own, its config's "
                         "train.sample_min_p; see docs/SAMPLING.md)")
+    p.add_argument("--level", type=float, metavar="DB",
+                   help="RMS level in dBFS to render at, for a model trained with a level input (model.level_input; "
+                        "default: its training data's level)")
     p.add_argument("--seed", type=int, help="random seed (default: a new one, printed and saved in render.json)")
     p.add_argument("--prime", metavar="FILE", help="audio file whose start sets the model's state first")
     p.add_argument("--prime-seconds", type=float, default=4.0, help="seconds of --prime to use (default 4)")
@@ -248,6 +251,13 @@ class Render:
         model = ckpt_io.build_model(ckpt).to(device)
         if params.get("min_p", 0.0) is None:  # no --min-p: the tail cut the model was shipped with
             params["min_p"] = ckpt_io.default_min_p(ckpt)
+        if model.level_input:  # asked for a level (default: the data's), folded into the model once
+            if params.get("level") is None:
+                params["level"] = round(float(model.level_default), 2)
+            model = loudness.at_level(model, params["level"])
+        elif params.get("level") is not None:
+            raise UserError(f"--level: {params['checkpoint']} was trained without a level input "
+                            "(model.level_input: true trains one)")
         del ckpt
         # On a GPU the noise is drawn there too: from the CPU it would cap large batches.
         head = model.head
@@ -273,7 +283,8 @@ class Render:
         out, params = part.from_main(lambda: cls._plan(args, part))
         job = cls(out, params, part.device(args.device), args.threads, part)
         if part.main:
-            print(f"seed {params['seed']}, min-p {params['min_p']:g}; writing {args.count} track(s) of "
+            level = "" if params.get("level") is None else f", level {params['level']:g} dBFS"
+            print(f"seed {params['seed']}, min-p {params['min_p']:g}{level}; writing {args.count} track(s) of "
                   f"{params['seconds']:g} s to {out}"
                   + (f" from {part.world} processes" if part.world > 1 else ""), file=sys.stderr)
         prime = None
@@ -315,6 +326,8 @@ class Render:
         temps = parse_temperatures(args.temperature, args.count)
         if args.min_p is not None and not 0 <= args.min_p < 1:
             raise UserError(f"--min-p must be at least 0 and below 1, got {args.min_p}")
+        if args.level is not None:
+            loudness.check_level(args.level)
         pick_device(args.device)
         ckpt = (Path(args.ckpt) if args.ckpt else newest_best(args.runs)).resolve()
         seed = args.seed if args.seed is not None else secrets.randbelow(2**31)
@@ -326,7 +339,7 @@ class Render:
             raise UserError(f"--out {out}: already holds {', '.join(taken[:3])}{', ...' if len(taken) > 3 else ''}; "
                             "choose another folder, or pass --overwrite to replace them")
         params = {"checkpoint": str(ckpt), "seconds": seconds, "count": args.count, "temperatures": temps,
-                  "min_p": args.min_p, "seed": seed, "format": args.format, "block_seconds": args.block_seconds,
+                  "min_p": args.min_p, "level": args.level, "seed": seed, "format": args.format, "block_seconds": args.block_seconds,
                   "weights": args.weights,
                   "prime": None if args.prime is None else {"file": str(Path(args.prime).resolve()),
                                                             "seconds": args.prime_seconds,
@@ -407,6 +420,7 @@ class Render:
             "quantization": self.quantizer.to_dict(),
             "count": self.params["count"],
             "prime": self.params["prime"],
+            "level": self.params.get("level"),  # dBFS asked of a model with a level input; None without one
             "processes": self.part.world,
             "complete": complete,
         })

@@ -179,7 +179,8 @@ class Trainer:
         self.sched = torch.optim.lr_scheduler.LambdaLR(self.opt, lambda s: lr_factor(s, t))
         self.use_amp = t.amp and bf16_supported(self.device)
         self.loader = TBPTTLoader(self.train_set, t.batch_size // self.dist.world, t.seq_len,
-                                  self.model.lookback, t.seed, self.dist.rank, self.dist.world)
+                                  self.model.lookback, t.seed, self.dist.rank, self.dist.world,
+                                  with_levels=cfg.model.level_input)
         self.step, self.elapsed, self.best_val = 0, 0.0, math.inf
         self.tbptt_state = None
         self.stop_reason: str | None = None  # set by a stop signal
@@ -219,6 +220,8 @@ class Trainer:
         else:
             if init_from:
                 self._init_weights(Path(init_from))
+            if self.model.level_input:  # what renders ask for unless told otherwise: the data's own level
+                self.model.level_default.fill_(self.train_set.level_db)
             if self.cfg.train.ema:
                 self.average = WeightAverage(self.model, self.cfg.train.ema)
             self.log(f"new run {self.run.path}: {models.count_parameters(self.model):,} parameters, "
@@ -227,8 +230,8 @@ class Trainer:
             save_config(self.cfg, self.run.config)
 
     def _init_weights(self, source: Path) -> None:
-        """Start from another model's weights (`--init-from`): the same model section and quantizer are required,
-        the data may differ; the optimizer starts fresh."""
+        """Start from another model's weights (`--init-from`): the same model section and quantizer are required
+        (but for a level input this model adds), the data may differ; the optimizer starts fresh."""
         ck = ckpt_io.load_checkpoint(source, map_location=self.device)
         if ck["quantizer"] != self.quantizer.to_dict():
             q = ck["quantizer"]
@@ -240,15 +243,22 @@ class Trainer:
             raise UserError(f"--init-from {source}: quantizes to {named(q.get('kind'), q.get('levels'), q.get('pre_emphasis'))}"
                             f", this config to {named(here.kind, here.levels, here.pre_emphasis)} (data.quantization, "
                             "data.q_levels, data.pre_emphasis)")
-        # The config's model section names what differs; the constructor arguments catch anything else.
+        # The config's model section names what differs; the constructor arguments catch anything else. A level
+        # input may be added (`soundalike.loudness`): it starts at zero, so the model computes what it did there.
+        adding_level = self.model.level_input and not ck["model_kwargs"].get("level_input")
         for there, here in ((ck["config"]["model"], self.cfg.to_dict()["model"]),
                             (ck["model_kwargs"], dict(self.model.kwargs))):
-            keys = [k for k in {**there, **here} if there.get(k) != here.get(k)]
+            keys = [k for k in {**there, **here} if there.get(k) != here.get(k)
+                    and not (adding_level and k == "level_input")]
             if keys:
                 also = f"; also {', '.join('model.' + k for k in keys[1:])}" if keys[1:] else ""
                 raise UserError(f"--init-from {source}: model.{keys[0]} is {there.get(keys[0])!r} there, "
                                 f"{here.get(keys[0])!r} here (the model section must be the same{also})")
-        self.model.load_state_dict(ck["model"])
+        if adding_level:
+            state = {**self.model.state_dict(), **ck["model"]}  # the level input's zeros
+            self.model.load_state_dict(state)
+        else:
+            self.model.load_state_dict(ck["model"])
         self.init_from = {"path": str(source.resolve()), "step": ck.get("step"), "sample_rate": ck["sample_rate"],
                           "data": ck["config"]["data"].get("path")}
         self.log(f"initialized the weights from {source} (step {ck.get('step')}, trained on "
@@ -361,7 +371,8 @@ class Trainer:
                 inputs = noisy_inputs(x, self.quantizer.levels, t.input_noise,
                                       noise_seed(t.seed, self.step, self.dist.rank))
                 targets = x[:, self.model.lookback:]
-            nll, state = self.net(inputs, self.tbptt_state, reset, nll=True, targets=targets)
+            extra = {} if batch.level is None else {"level": batch.level.to(self.device, non_blocking=True)}
+            nll, state = self.net(inputs, self.tbptt_state, reset, nll=True, targets=targets, **extra)
         loss = nll.float().mean()
         if not torch.isfinite(loss):
             raise TrainingDiverged(

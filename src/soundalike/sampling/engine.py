@@ -16,6 +16,7 @@ from typing import Protocol
 import numpy as np
 import torch
 
+from .. import loudness
 from ..models import family_of
 from ..models.heads import Controls, Head, controls
 from .reference import NoiseStream
@@ -120,14 +121,17 @@ def with_compact_weights(model: torch.nn.Module, weights: str) -> torch.nn.Modul
             if "weight" in name and p.dim() >= 2 and not full.endswith(family.unrounded):
                 value = compact(value, weights)
             p.copy_(value)
+        for name, b in module.named_buffers(recurse=False):
+            b.copy_(getattr(source[prefix], name))  # e.g. a level input's `level_default`
     return plain
 
 
 def make_stepper(model: torch.nn.Module, device=None, dtype: torch.dtype | None = None,
                  backend: str = "auto", weights: str = "full") -> Stepper:
-    """The stepper of `model`'s family; weights are read (and folded) once, here."""
+    """The stepper of `model`'s family; weights are read (and folded) once, here. A model with a level input
+    renders at its `level_default` unless it was folded at another level first (`loudness.at_level`)."""
     model = getattr(model, "_orig_mod", model)  # torch.compile
-    model = getattr(model, "module", model)  # DistributedDataParallel
+    model = loudness.at_level(getattr(model, "module", model))  # DistributedDataParallel; a level input folded
     return family_of(model).stepper(model, device=device, dtype=dtype, backend=backend, weights=weights)
 
 

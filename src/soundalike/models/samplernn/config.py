@@ -24,6 +24,8 @@ class SampleRNNConfig(HeadConfig):
     skip_connections: bool = False  # every RNN layer's output feeds the tier's output projection
     weight_norm: bool = True
     learn_h0: bool = True  # learned initial state; zeros otherwise
+    # Loudness conditioning (`soundalike.loudness`): trained on each chunk's level, renders at `render --level`.
+    level_input: bool = False
 
     def validate(self, seq_len: int) -> None:
         """Checks that types alone cannot express; `seq_len` is train.seq_len (whole top frames)."""

@@ -20,6 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils.parametrizations import weight_norm as _weight_norm
 
+from ... import loudness
 from ..heads import Head, input_digits, split_digits
 from .config import top_frame_size
 
@@ -156,11 +157,13 @@ class SampleRNN(nn.Module):
 
     def __init__(self, frame_sizes: list[int], dim: int = 1024, n_rnn: int = 1, rnn_type: str = "gru",
                  emb_size: int = 256, q_levels: int = 256, skip_connections: bool = False,
-                 weight_norm: bool = True, learn_h0: bool = True, output: str = "softmax", mixtures: int = 10):
+                 weight_norm: bool = True, learn_h0: bool = True, output: str = "softmax", mixtures: int = 10,
+                 level_input: bool = False):
         super().__init__()
         self.kwargs = {"frame_sizes": list(frame_sizes), "dim": dim, "n_rnn": n_rnn, "rnn_type": rnn_type,
                        "emb_size": emb_size, "q_levels": q_levels, "skip_connections": skip_connections,
-                       "weight_norm": weight_norm, "learn_h0": learn_h0, "output": output, "mixtures": mixtures}
+                       "weight_norm": weight_norm, "learn_h0": learn_h0, "output": output, "mixtures": mixtures,
+                       "level_input": level_input}
         self.frame_sizes, self.q_levels, self.dim = list(frame_sizes), q_levels, dim
         self.tier_frames = [top_frame_size(frame_sizes[:k + 1]) for k in range(len(frame_sizes))]
         self.lookback = self.tier_frames[-1]
@@ -169,6 +172,30 @@ class SampleRNN(nn.Module):
             for n, r in zip(self.tier_frames, frame_sizes))
         self.mlp = SampleMLP(frame_sizes[0], dim, emb_size, q_levels, weight_norm, output, mixtures)
         self.head = self.mlp.head
+        # Loudness conditioning (`soundalike.loudness`): the chunk's level joins the top tier's input.
+        self.level_input = level_input
+        self.level_proj = nn.Linear(1, dim, bias=False) if level_input else None
+        if level_input:
+            nn.init.zeros_(self.level_proj.weight)
+            self.register_buffer("level_default", torch.tensor(-20.0))  # the training data's level, in dB
+
+    def level_cond(self, level: torch.Tensor | None, batch: int) -> torch.Tensor | None:
+        """Levels (B,) in dB (None: `level_default`) -> the top tier's added input (B, dim); None without a
+        level input."""
+        if self.level_proj is None:
+            return None
+        if level is None:
+            level = self.level_default.expand(batch)
+        w = self.level_proj.weight
+        return self.level_proj(loudness.feature(level).to(device=w.device, dtype=w.dtype)[:, None])
+
+    @torch.no_grad()
+    def fold_level(self, f: float) -> None:
+        """Fold the constant input `f` (`loudness.feature`) into the top tier's bias; drop the level input."""
+        self.tiers[-1].input_proj.bias += self.level_proj.weight[:, 0] * f
+        self.level_proj, self.level_input = None, False
+        del self.level_default
+        self.kwargs = {**self.kwargs, "level_input": False}
 
     def to_grid(self, levels: torch.Tensor) -> torch.Tensor:
         """Levels -> floats in [-1, 1), linear in the level (the frame tiers' input)."""
@@ -179,18 +206,20 @@ class SampleRNN(nn.Module):
         return [tier.initial_state(batch) for tier in self.tiers]
 
     def forward(self, x: torch.Tensor, state: State | None = None, reset: torch.Tensor | None = None,
-                folded: bool = True, nll: bool = False,
-                targets: torch.Tensor | None = None) -> tuple[torch.Tensor, State]:
+                folded: bool = True, nll: bool = False, targets: torch.Tensor | None = None,
+                level: torch.Tensor | None = None) -> tuple[torch.Tensor, State]:
         """x (B, lookback + T) levels, reset (B,) bool -> the head's parameters (B, T, n_params) for the targets
         x[:, lookback:] (the logits, for a softmax head), or with `nll` their NLL in nats (B, T); and the state.
-        `targets` (B, T) levels replace x[:, lookback:] as what the NLL scores (training on noisy inputs)."""
+        `targets` (B, T) levels replace x[:, lookback:] as what the NLL scores (training on noisy inputs);
+        `level` (B,) the chunks' levels in dB for a model with a level input (None: its `level_default`)."""
         B, total = x.shape
         T = total - self.lookback
         assert T > 0 and T % self.lookback == 0, f"window length {total} - {self.lookback} must be a multiple"
         grid = self.to_grid(x)
         state = state if state is not None else [None] * len(self.tiers)
         new_state: State = [None] * len(self.tiers)
-        cond = None
+        top = self.level_cond(level, B)
+        cond = None if top is None else top[:, None, :].expand(B, T // self.lookback, self.dim)
         for k in reversed(range(len(self.tiers))):
             n = self.tier_frames[k]
             start = self.lookback - n
@@ -207,6 +236,8 @@ class SampleRNN(nn.Module):
 
     def tier_step(self, k: int, frame: torch.Tensor, cond: torch.Tensor | None, state):
         """Tier k on one frame: frame (B, tier_frames[k]) levels, cond (B, dim) -> (B, ratio_k, dim), state."""
+        if cond is None and k == len(self.tiers) - 1:
+            cond = self.level_cond(None, frame.shape[0])
         c = None if cond is None else cond[:, None, :]
         out, state = self.tiers[k](self.to_grid(frame)[:, None, :], c, state)
         return out, state

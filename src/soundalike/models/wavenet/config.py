@@ -22,6 +22,8 @@ class WaveNetConfig(HeadConfig):
     skip_channels: int = 64
     out_channels: int = 256  # hidden width of the output head between the skip sum and the softmax
     kernel_size: int = 2
+    # Loudness conditioning (`soundalike.loudness`): trained on each chunk's level, renders at `render --level`.
+    level_input: bool = False
 
     def validate(self, seq_len: int) -> None:
         """Checks that types alone cannot express; `seq_len` is train.seq_len (any positive length)."""

@@ -29,6 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ... import loudness
 from ..heads import Head, input_digits, split_digits
 
 Queues = list  # one tensor per layer: its last (k - 1) * dilation inputs (B, residual_channels, (k - 1) * d)
@@ -39,12 +40,13 @@ class WaveNet(nn.Module):
 
     def __init__(self, n_stacks: int = 4, n_layers: int = 10, residual_channels: int = 64,
                  dilation_channels: int = 64, skip_channels: int = 64, out_channels: int = 256,
-                 kernel_size: int = 2, q_levels: int = 256, output: str = "softmax", mixtures: int = 10):
+                 kernel_size: int = 2, q_levels: int = 256, output: str = "softmax", mixtures: int = 10,
+                 level_input: bool = False):
         super().__init__()
         self.kwargs = {"n_stacks": n_stacks, "n_layers": n_layers, "residual_channels": residual_channels,
                        "dilation_channels": dilation_channels, "skip_channels": skip_channels,
                        "out_channels": out_channels, "kernel_size": kernel_size, "q_levels": q_levels,
-                       "output": output, "mixtures": mixtures}
+                       "output": output, "mixtures": mixtures, "level_input": level_input}
         assert kernel_size >= 2, f"kernel_size must be at least 2, got {kernel_size}"
         self.q_levels, self.kernel_size = q_levels, kernel_size
         self.residual_channels, self.dilation_channels = residual_channels, dilation_channels
@@ -64,6 +66,32 @@ class WaveNet(nn.Module):
         self.out_hidden = nn.Conv1d(skip_channels, out_channels, 1)
         self.head = Head(output, out_channels, q_levels, mixtures)
         self.out = nn.Conv1d(out_channels, self.head.n_params, 1)
+        # Loudness conditioning (`soundalike.loudness`): the chunk's level joins every gated unit's input.
+        self.level_input = level_input
+        self.level_proj = nn.Linear(1, len(self.dilations) * 2 * D, bias=False) if level_input else None
+        if level_input:
+            nn.init.zeros_(self.level_proj.weight)
+            self.register_buffer("level_default", torch.tensor(-20.0))  # the training data's level, in dB
+
+    def level_cond(self, level: torch.Tensor | None, batch: int) -> list[torch.Tensor] | None:
+        """Levels (B,) in dB (None: `level_default`) -> what each layer's convolution output gets added
+        (B, 2D, 1), one per layer; None without a level input."""
+        if self.level_proj is None:
+            return None
+        if level is None:
+            level = self.level_default.expand(batch)
+        w = self.level_proj.weight
+        added = self.level_proj(loudness.feature(level).to(device=w.device, dtype=w.dtype)[:, None])
+        return list(added[:, :, None].chunk(len(self.dilations), dim=1))
+
+    @torch.no_grad()
+    def fold_level(self, f: float) -> None:
+        """Fold the constant input `f` (`loudness.feature`) into the convolutions' biases; drop the level input."""
+        for conv, w in zip(self.convs, self.level_proj.weight[:, 0].chunk(len(self.dilations))):
+            conv.bias += w * f
+        self.level_proj, self.level_input = None, False
+        del self.level_default
+        self.kwargs = {**self.kwargs, "level_input": False}
 
     def embed(self, levels: torch.Tensor) -> torch.Tensor:
         """Levels (...) -> input embeddings (..., R)."""
@@ -80,16 +108,20 @@ class WaveNet(nn.Module):
         return F.relu(self.out_hidden(F.relu(skip)))
 
     def forward(self, x: torch.Tensor, state=None, reset: torch.Tensor | None = None,
-                nll: bool = False, targets: torch.Tensor | None = None) -> tuple[torch.Tensor, None]:
+                nll: bool = False, targets: torch.Tensor | None = None,
+                level: torch.Tensor | None = None) -> tuple[torch.Tensor, None]:
         """x (B, lookback + T) levels -> the head's parameters (B, T, n_params) for the targets x[:, lookback:]
         (the logits, for a softmax head), or with `nll` their NLL in nats (B, T); and None (no state).
-        `targets` (B, T) levels replace x[:, lookback:] as what the NLL scores (training on noisy inputs)."""
+        `targets` (B, T) levels replace x[:, lookback:] as what the NLL scores (training on noisy inputs);
+        `level` (B,) the chunks' levels in dB for a model with a level input (None: its `level_default`)."""
         T = x.shape[1] - self.lookback
+        added = self.level_cond(level, x.shape[0])
         assert T > 0, f"window of {x.shape[1]} samples: expected more than lookback={self.lookback}"
         h = self.embed(x[:, :-1]).transpose(1, 2)  # (B, R, lookback + T - 1)
         gated = []
         for i, conv in enumerate(self.convs):
-            z = self.gate(conv(h))  # (B, D, n): valid convolution, n = h's length - (k - 1) * dilation
+            a = conv(h)
+            z = self.gate(a if added is None else a + added[i])  # (B, D, n): n = h's length - (k - 1) * dilation
             gated.append(z[:, :, -T:])  # only the last T positions reach the output
             if i < len(self.residual):
                 h = h[:, :, -z.shape[2]:] + self.residual[i](z)
@@ -108,11 +140,13 @@ class WaveNet(nn.Module):
         assert history.shape[1] == self.receptive_field - 1, \
             f"expected {self.receptive_field - 1} history samples, got {history.shape[1]}"
         h = self.embed(history).transpose(1, 2)  # (B, R, receptive_field - 1)
+        added = self.level_cond(None, h.shape[0])
         queues = []
         for i, (conv, d) in enumerate(zip(self.convs, self.dilations)):
             queues.append(h[:, :, h.shape[2] - (self.kernel_size - 1) * d:].clone())
             if i < len(self.residual):
-                z = self.gate(conv(h))
+                a = conv(h)
+                z = self.gate(a if added is None else a + added[i])
                 h = h[:, :, -z.shape[2]:] + self.residual[i](z)
         return queues
 
@@ -124,11 +158,13 @@ class WaveNet(nn.Module):
         # inputs, and in float64 conv1d has no fast CPU path at all.
         B = level.shape[0]
         h = self.embed(level)[:, :, None]  # (B, R, 1)
+        added = self.level_cond(None, B)
         gated = []
         for i, (conv, d) in enumerate(zip(self.convs, self.dilations)):
             q = queues[i]
             taps = torch.cat([q[:, :, ::d], h], dim=2)  # (B, R, k): inputs (k-1)d, ..., d, 0 steps ago
-            z = self.gate(F.linear(taps.reshape(B, -1), conv.weight.reshape(conv.out_channels, -1), conv.bias))
+            a = F.linear(taps.reshape(B, -1), conv.weight.reshape(conv.out_channels, -1), conv.bias)
+            z = self.gate(a if added is None else a + added[i][:, :, 0])
             queues[i] = torch.cat([q[:, :, 1:], h], dim=2)
             gated.append(z)  # (B, D)
             if i < len(self.residual):

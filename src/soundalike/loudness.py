@@ -1,0 +1,73 @@
+"""Loudness conditioning (`model.level_input`): a model told each training chunk's level, asked for one in renders.
+
+Without it the level of a render is whatever the sampled process settles at, and that differs from checkpoint
+to checkpoint of one run by 8 dB (docs/MEASUREMENTS.md). With it, each training window carries the RMS level of
+the chunk it was cut from (dBFS of the chunk's audio at the dataset's gain, de-emphasized: the level a listener
+measures in the written WAV), and the model adds a learned linear function of that number where its input
+enters (SampleRNN: the top tier's input projection; WaveNet: every gated unit's pre-activation). The weights
+of that function start at zero, so a model given the input computes what it computed without it until
+training finds a use for it (and `--init-from` a model without it starts from that model's function).
+
+A render asks for one level for all its streams (`render --level`, default the training data's own level, kept
+in the model as `level_default`). A constant input is a constant added to some biases, so it is folded into
+them (`at_level`): every sampler, the reference generators and the compiled loop alike, runs a plain model and
+never sees the input.
+
+The number the model reads is `feature(dB)` = dB / 20, with levels clamped to [FLOOR_DB, 0] (silence is
+-inf dB).
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+
+import numpy as np
+import torch
+
+FLOOR_DB = -80.0
+
+
+def rms_db(audio: np.ndarray) -> float:
+    """RMS level of audio in dBFS, FLOOR_DB for silence or nothing."""
+    if audio.size == 0:
+        return FLOOR_DB
+    power = float(np.mean(np.square(audio, dtype=np.float64)))
+    return max(10.0 * math.log10(power), FLOOR_DB) if power > 0 else FLOOR_DB
+
+
+def pooled_db(levels_db: np.ndarray, lengths: np.ndarray) -> float:
+    """The RMS level of chunks played one after the other, from each chunk's level and length (an energy mean:
+    the mean of the chunks' dB would read a dynamic recording several dB low)."""
+    lengths = np.asarray(lengths, dtype=np.float64)
+    if lengths.sum() <= 0:
+        return FLOOR_DB
+    power = np.sum(10.0 ** (np.asarray(levels_db, dtype=np.float64) / 10.0) * lengths) / lengths.sum()
+    return max(10.0 * math.log10(power), FLOOR_DB) if power > 0 else FLOOR_DB
+
+
+def feature(level_db: torch.Tensor | float) -> torch.Tensor:
+    """Levels in dB (any shape) -> the number the model reads, dB / 20 after clamping to [FLOOR_DB, 0]."""
+    return torch.as_tensor(level_db, dtype=torch.float32).clamp(FLOOR_DB, 0.0) / 20.0
+
+
+def check_level(level_db: float, what: str = "--level") -> None:
+    from .errors import UserError
+
+    if not math.isfinite(level_db) or not FLOOR_DB <= level_db <= 0:
+        raise UserError(f"{what}: expected a level in dBFS from {FLOOR_DB:g} to 0, got {level_db:g}")
+
+
+def at_level(model: torch.nn.Module, level_db: float | None = None) -> torch.nn.Module:
+    """`model` itself when it has no level input; else a copy asked for `level_db` (default: its
+    `level_default`, the training data's level) with that input folded into its biases, a plain model
+    (`level_input` false) that every sampler runs. `model` is left as it is."""
+    model = getattr(model, "_orig_mod", model)  # torch.compile
+    model = getattr(model, "module", model)  # DistributedDataParallel
+    if not getattr(model, "level_input", False):
+        return model
+    db = float(model.level_default) if level_db is None else float(level_db)
+    folded = copy.deepcopy(model)
+    with torch.no_grad():
+        folded.fold_level(feature(db).item())
+    return folded
