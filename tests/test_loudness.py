@@ -14,7 +14,8 @@ from soundalike import loudness
 from soundalike.checkpoint import load_checkpoint, save_checkpoint, without_training_state
 from soundalike.cli import main
 from soundalike.config import load_config
-from soundalike.data import AudioDataset, TBPTTLoader, eval_batches
+from soundalike.data import AudioDataset, ReferenceTBPTTLoader, TBPTTLoader, eval_batches
+from soundalike.emphasis import decode
 from soundalike.models import build
 from soundalike.quantize import Quantizer
 from soundalike.sampling.reference import generate
@@ -90,23 +91,39 @@ def _two_level_dataset(root, rate=8000):
     return out
 
 
-def test_chunk_levels_reach_the_batches(tmp_path):
+def _coming_second(audio: np.ndarray, pos: int, rate: int) -> float:
+    """The level a window is told, computed plainly: whole 64-sample blocks from the one holding `pos` through
+    the one holding `pos` + 1 s - 1, or to the chunk's end (its last block when `pos` is past it)."""
+    n, block = len(audio), loudness.BLOCK
+    blocks = -(-n // block)
+    a = min(pos // block, blocks - 1)
+    b = min(max(-(-(pos + rate) // block), a + 1), blocks)
+    return loudness.rms_db(audio[a * block: min(b * block, n)])
+
+
+def test_windows_are_told_the_level_of_the_coming_second(tmp_path):
     root = _two_level_dataset(tmp_path)
     q = Quantizer("mulaw", 256, 0.85)
     ds = AudioDataset(root, q, "train")
-    gain = ds.gain
-    for i, path in enumerate(ds.files):
-        audio, _ = sf.read(path)
-        assert ds.levels_db[i] == pytest.approx(loudness.rms_db(audio * gain), abs=0.5), path  # through 8 bits
+    audio = [decode(ds.chunk(i), q)[0] for i in range(len(ds.lengths))]
+    for i, path in enumerate(ds.files):  # the levels read back through 8 bits are the chunk files' at the gain
+        assert ds.levels_db[i] == pytest.approx(loudness.rms_db(sf.read(path)[0] * ds.gain), abs=0.5), path
+        assert ds.levels_db[i] == pytest.approx(loudness.rms_db(audio[i]), abs=1e-3)
     assert ds.levels_db.max() - ds.levels_db.min() > 25
-    assert ds.level_db == pytest.approx(loudness.pooled_db(ds.levels_db, ds.lengths))
-    loader = TBPTTLoader(ds, 4, 64, 8, seed=1, with_levels=True)
-    for _ in range(40):
-        batch = next(loader)
-        assert torch.equal(batch.level, torch.from_numpy(ds.levels_db[loader._chunk]))
-    assert next(TBPTTLoader(ds, 4, 64, 8, seed=1)).level is None
-    (first, *_) = eval_batches(ds, 3, 64, 8, with_levels=True)
-    assert torch.equal(first.level, torch.from_numpy(ds.levels_db[:3]))
+    assert ds.level_db == pytest.approx(loudness.rms_db(np.concatenate(audio)), abs=1e-3)
+    rate, T = ds.sample_rate, 512
+    for loader in (TBPTTLoader(ds, 4, T, 8, seed=1, with_levels=True),
+                   ReferenceTBPTTLoader(ds, 4, T, 8, seed=1, with_levels=True)):
+        for _ in range(30):
+            batch = next(loader)
+            expected = [_coming_second(audio[c], p, rate) for c, p in zip(loader._chunk, loader._pos - T)]
+            np.testing.assert_allclose(batch.level.numpy(), expected, atol=1e-3)
+    assert next(TBPTTLoader(ds, 4, T, 8, seed=1)).level is None
+    for k, window in enumerate(eval_batches(ds, 3, 4000, 8, with_levels=True)):  # 8000-sample chunks
+        expected = [_coming_second(audio[c], k * 4000, rate) for c in range(3)]
+        np.testing.assert_allclose(window.level.numpy(), expected, atol=1e-3)
+        if k == 1:
+            break
 
 
 def test_training_feeds_the_level_and_renders_are_asked_for_one(tmp_path, capsys):
@@ -135,8 +152,8 @@ def test_training_feeds_the_level_and_renders_are_asked_for_one(tmp_path, capsys
 
     model, valid = trainer.model.eval(), trainer.valid_set
     own = evaluate_nll(model, valid, 8, 64, torch.device("cpu"))["bits"]
-    levels = valid.levels_db
-    valid.__dict__["levels_db"] = np.where(levels > np.median(levels), levels.min(), levels.max()).astype(np.float32)
+    told = valid.window_levels
+    valid.window_levels = lambda chunks, pos: told(chunks, pos) + 20  # told 20 dB too loud
     assert evaluate_nll(model, valid, 8, 64, torch.device("cpu"))["bits"] != own
 
     # A level input 100 times as strong as 40 steps made it, so that the levels asked for below change samples.

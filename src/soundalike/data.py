@@ -15,7 +15,8 @@ Training (`TBPTTLoader`, truncated backpropagation through time): each of the B 
 consecutive windows whose targets follow one another with no gap, so window k + 1 repeats the last
 `lookback` samples of window k as its context. The model carries its recurrent state from one batch to
 the next and resets it for the streams where `reset` (B,) is true: those start a new chunk. Loaders made
-`with_levels` add `level` (B,), the level of each stream's chunk (`soundalike.loudness`).
+`with_levels` add `level` (B,): the level of the coming second of each stream's chunk from the window's first
+target (`soundalike.loudness`).
 
 Evaluation (`eval_batches`): every sample of the split is a target exactly once; `mask` (B, T) marks the
 real targets (padding past the end of a chunk and empty streams are false).
@@ -53,14 +54,14 @@ CACHE_NAME = re.compile(r"(?:train|valid|test)-(?:linear|mulaw)\d+(?:-e[0-9.e-]+
 class Batch(NamedTuple):
     x: torch.Tensor  # (B, lookback + T) int64 levels; the targets are x[:, lookback:]
     reset: torch.Tensor  # (B,) bool: the stream starts a new chunk, so its recurrent state must be reset
-    level: torch.Tensor | None = None  # (B,) float32 dB: each stream's chunk level (loaders `with_levels`)
+    level: torch.Tensor | None = None  # (B,) float32 dBFS of the coming second (loaders `with_levels`)
 
 
 class EvalBatch(NamedTuple):
     x: torch.Tensor  # (B, lookback + T) int64 levels; the targets are x[:, lookback:]
     reset: torch.Tensor  # (B,) bool: the stream starts a new chunk
     mask: torch.Tensor  # (B, T) bool: which targets are real samples (the rest is padding)
-    level: torch.Tensor | None = None  # (B,) float32 dB: each stream's chunk level (`with_levels`)
+    level: torch.Tensor | None = None  # (B,) float32 dBFS of the coming second (`with_levels`)
 
 
 class AudioDataset:
@@ -101,11 +102,30 @@ class AudioDataset:
                 f"pre-emphasis {self.quantizer.pre_emphasis:g})")
 
     @functools.cached_property
+    def _energies(self) -> tuple[np.ndarray, np.ndarray]:
+        """Every chunk's `loudness.block_energies` of its audio at the dataset's gain, read back from the levels
+        (de-emphasized), one after the other, and where each chunk's begin."""
+        cums = [loudness.block_energies(decode(self.chunk(i), self.quantizer)[0]) for i in range(len(self.lengths))]
+        first = np.concatenate([[0], np.cumsum([len(c) for c in cums])[:-1]]).astype(np.int64)
+        return np.concatenate(cums), first
+
+    def window_levels(self, chunks: np.ndarray, pos: np.ndarray) -> torch.Tensor:
+        """(B,) float32 dBFS: the level of the coming `loudness.SPAN_SECONDS` of chunk `chunks[b]` from sample
+        `pos[b]` (`loudness.span_db`): what a model with a level input is told of a window whose first target
+        is that sample."""
+        cum, first = self._energies
+        span = round(loudness.SPAN_SECONDS * self.sample_rate)
+        return torch.from_numpy(loudness.span_db(cum, first[chunks], self.lengths[chunks], np.asarray(pos), span))
+
+    @property
     def levels_db(self) -> np.ndarray:
-        """(chunks,) float32: each chunk's RMS level in dBFS (`loudness.rms_db`) as its audio sounds at the
-        dataset's gain, read back from the levels (de-emphasized): what a model with a level input is told."""
-        return np.array([loudness.rms_db(decode(self.chunk(i), self.quantizer)[0]) for i in range(len(self.lengths))],
-                        dtype=np.float32)
+        """(chunks,) float32: each chunk's RMS level in dBFS, as `window_levels` reads it."""
+        cum, first = self._energies
+        ends = first + -(-self.lengths // loudness.BLOCK)
+        with np.errstate(divide="ignore"):
+            db = 10.0 * np.log10((cum[ends] - cum[first]) / np.maximum(self.lengths, 1))
+        return np.maximum(np.nan_to_num(db, nan=loudness.FLOOR_DB, neginf=loudness.FLOOR_DB),
+                          loudness.FLOOR_DB).astype(np.float32)
 
     @property
     def level_db(self) -> float:
@@ -224,7 +244,7 @@ class TBPTTLoader:
         self.batch_size, self.seq_len, self.lookback = batch_size, seq_len, lookback
         self.seed, self.rank, self.world_size = seed, rank, world_size
         self.pin_memory = pin_memory
-        self._levels = torch.from_numpy(dataset.levels_db) if with_levels else None
+        self.with_levels = with_levels
         mine = shard(len(dataset.lengths), rank, world_size)
         if mine.size == 0:
             raise UserError(
@@ -262,12 +282,14 @@ class TBPTTLoader:
             self._pos[reset] = (self._offset_rng.random(n) * np.minimum(T, lengths[chunks] - T + 1)).astype(np.int64)
         x = _gather(self.dataset.data, self.dataset.starts[self._chunk], lengths[self._chunk], self._pos - L,
                     L + T, self.dataset.quantizer.silence)
+        batch = self._batch(x, reset, self._pos)
         self._pos += T
-        return self._batch(x, reset)
+        return batch
 
-    def _batch(self, x: np.ndarray, reset: np.ndarray) -> Batch:
+    def _batch(self, x: np.ndarray, reset: np.ndarray, pos: np.ndarray) -> Batch:
+        """The batch of windows x whose first targets are samples `pos` (B,) of the streams' chunks."""
         xt = torch.from_numpy(x)
-        level = None if self._levels is None else self._levels[torch.from_numpy(self._chunk)]
+        level = self.dataset.window_levels(self._chunk, pos) if self.with_levels else None
         return Batch(xt.pin_memory() if self.pin_memory else xt, torch.from_numpy(reset), level)
 
     def _deal(self, n: int) -> np.ndarray:
@@ -339,7 +361,7 @@ class ReferenceTBPTTLoader(TBPTTLoader):
             lo = max(p - L, 0)
             x[b, L - (p - lo):] = self.dataset.chunk(c)[lo: p + T]
             self._pos[b] += T
-        return self._batch(x, reset)
+        return self._batch(x, reset, self._pos - T)
 
 
 def eval_batches(dataset: AudioDataset, batch_size: int, seq_len: int, lookback: int, rank: int = 0,
@@ -348,7 +370,7 @@ def eval_batches(dataset: AudioDataset, batch_size: int, seq_len: int, lookback:
 
     Up to `batch_size` chunks at a time (manifest order; the last group holds the rest, so no stream is
     padding), each stream from its chunk's start; x (B, lookback + T), mask (B, T). A rank with no chunk
-    yields nothing. `with_levels` adds each stream's chunk level.
+    yields nothing. `with_levels` adds each window's level (`AudioDataset.window_levels`).
     """
     _check_shape(batch_size, seq_len, lookback)
     T, L = seq_len, lookback
@@ -359,8 +381,8 @@ def eval_batches(dataset: AudioDataset, batch_size: int, seq_len: int, lookback:
         B = group.size
         length, base = dataset.lengths[group].astype(np.int64), dataset.starts[group].astype(np.int64)
         reset = torch.ones(B, dtype=torch.bool)
-        level = torch.from_numpy(dataset.levels_db[group]) if with_levels else None
         for k in range(math.ceil(int(length.max()) / T)):
+            level = dataset.window_levels(group, np.full(B, k * T)) if with_levels else None
             x = _gather(dataset.data, base, length, np.full(B, k * T - L), L + T, silence)
             mask = (k * T + np.arange(T))[None, :] < length[:, None]  # (B, T)
             yield EvalBatch(torch.from_numpy(x), reset if k == 0 else torch.zeros(B, dtype=torch.bool),
