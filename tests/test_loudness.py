@@ -42,7 +42,9 @@ def test_levels_are_read_back_in_dbfs():
     both = loudness.rms_db(np.concatenate([loud, quiet]))
     assert loudness.pooled_db([loudness.rms_db(loud), loudness.rms_db(quiet)], [8000, 24000]) == \
         pytest.approx(both, abs=1e-6)
-    assert loudness.feature(torch.tensor([-200.0, -20.0, 3.0])).tolist() == [-4.0, -1.0, 0.0]
+    # From the data's level in steps of 6 dB, clamped to [-80, 0] dBFS.
+    assert loudness.feature(torch.tensor([-200.0, -20.0, -14.0, 3.0]), -20.0).tolist() == \
+        pytest.approx([-10.0, 0.0, 1.0, 20 / 6])
 
 
 @pytest.mark.parametrize("family", ["samplernn", "wavenet"])
@@ -68,7 +70,8 @@ def test_a_fresh_level_input_changes_nothing_and_folding_it_is_exact(family):
         build(family, folded.kwargs).double().load_state_dict(folded.state_dict())
         # No level given: the model's own default, which sampling folds in too.
         model.level_default.fill_(-30.0)
-        torch.testing.assert_close(model(x)[0][0], told[0], rtol=0, atol=1e-12)
+        at_default = model(x, level=torch.full((3,), -30.0, dtype=torch.float64))[0]
+        torch.testing.assert_close(model(x)[0], at_default, rtol=0, atol=1e-12)
         assert torch.equal(generate(model, 64, batch=2, seed=3), generate(loudness.at_level(model, -30.0), 64, 2,
                                                                          seed=3))
         assert not torch.equal(generate(model, 64, batch=2, seed=3), generate(loudness.at_level(model, -3.0), 64,

@@ -187,7 +187,7 @@ class SampleRNN(nn.Module):
         if level is None:
             level = self.level_default.expand(batch)
         w = self.level_proj.weight
-        return self.level_proj(loudness.feature(level).to(device=w.device, dtype=w.dtype)[:, None])
+        return self.level_proj(loudness.feature(level, self.level_default).to(device=w.device, dtype=w.dtype)[:, None])
 
     @torch.no_grad()
     def fold_level(self, f: float) -> None:

@@ -81,7 +81,7 @@ class WaveNet(nn.Module):
         if level is None:
             level = self.level_default.expand(batch)
         w = self.level_proj.weight
-        added = self.level_proj(loudness.feature(level).to(device=w.device, dtype=w.dtype)[:, None])
+        added = self.level_proj(loudness.feature(level, self.level_default).to(device=w.device, dtype=w.dtype)[:, None])
         return list(added[:, :, None].chunk(len(self.dilations), dim=1))
 
     @torch.no_grad()
