@@ -16,6 +16,7 @@ from soundalike.cli import main
 from soundalike.config import load_config
 from soundalike.data import AudioDataset, ReferenceTBPTTLoader, TBPTTLoader, eval_batches
 from soundalike.emphasis import decode
+from soundalike.errors import UserError
 from soundalike.models import build
 from soundalike.quantize import Quantizer
 from soundalike.sampling.reference import generate
@@ -173,6 +174,13 @@ def test_training_feeds_the_level_and_renders_are_asked_for_one(tmp_path, capsys
         assert info["level"] == (round(trainer.train_set.level_db, 2) if level is None else level)
         tracks[level] = sf.read(folder / "track-00.wav")[0]
     assert not np.array_equal(tracks[-45.0], tracks[-15.0])
+    # The radio asks for a level the same way (`radio --level`).
+    from soundalike.station import KeepAlive, Station
+
+    station = Station(loud, KeepAlive(1.0, 1.0, enabled=False), seed=5, level=-45.0, block_seconds=0.01)
+    assert station.describe()["level"] == -45.0
+    assert Station(loud, KeepAlive(1.0, 1.0, enabled=False), seed=5).describe()["level"] == \
+        round(trainer.train_set.level_db, 2)
     capsys.readouterr()
     assert main(["--ckpt", str(ckpt), "--seconds", "1", "--level", "3", "--out", str(tmp_path / "bad")],
                 command="render") == 2
@@ -189,6 +197,10 @@ def test_render_level_needs_a_level_input_and_init_from_may_add_one(tiny_dataset
                 command="render") == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "trained without a level input (model.level_input: true" in err
+    from soundalike.station import KeepAlive, Station
+
+    with pytest.raises(UserError, match="trained without a level input"):
+        Station(ckpt, KeepAlive(1.0, 1.0, enabled=False), level=-20.0)
 
     cfg2 = load_config(ROOT / "configs" / "demo.yaml", [*sets, "name=cond", "model.level_input=true"])
     trainer = Trainer(cfg2, device="cpu", init_from=str(ckpt))

@@ -33,6 +33,7 @@ import numpy as np
 import torch
 
 from . import checkpoint as ckpt_io
+from . import loudness
 from .audio import read_audio
 from .emphasis import DeemphasisState, decode, encode
 from .errors import UserError
@@ -61,7 +62,7 @@ class Station:
 
     def __init__(self, ckpt: str | Path, keep_alive: KeepAlive, seed: int = 0, min_p: float | None = None,
                  data: str | Path | None = None, block_seconds: float = 0.5, threads: int = 0,
-                 weights: str = "full", device: torch.device | str = "cpu"):
+                 weights: str = "full", device: torch.device | str = "cpu", level: float | None = None):
         loaded = ckpt_io.load_checkpoint(ckpt)
         self.checkpoint = str(ckpt)
         self.quantizer, self.rate = ckpt_io.quantizer_of(loaded), int(loaded["sample_rate"])
@@ -69,6 +70,12 @@ class Station:
         if self.device.type == "cuda":
             torch.backends.cuda.matmul.allow_tf32 = True  # as render: logits differ in the last bits only
         self.model = ckpt_io.build_model(loaded).to(self.device)
+        self.level = None  # dBFS asked of a model with a level input (default: its data's level), as render
+        if self.model.level_input:
+            self.level = round(float(self.model.level_default), 2) if level is None else level
+            self.model = loudness.at_level(self.model, self.level)
+        elif level is not None:
+            raise UserError(f"--level: {ckpt} was trained without a level input (model.level_input: true trains one)")
         self.family, self.model_kwargs = loaded["family"], dict(loaded["model_kwargs"])
         self.step = loaded.get("step")
         self.keep, self.seed = keep_alive, seed
@@ -212,7 +219,7 @@ class Station:
         """What is playing, for the page and /status."""
         return {"checkpoint": self.checkpoint, "family": self.family, "step": self.step, "sample_rate": self.rate,
                 "seed": self.seed, "stream": self.stream, "temperature": round(self.temperature, 4),
-                "min_p": self.min_p,
+                "min_p": self.min_p, "level": self.level,
                 "keep_alive": {"enabled": self.keep.enabled, "temperature_range": [self.keep.low, self.keep.high],
                                "restart_from": self.data, "verdicts": self.verdicts,
                                "dead_air_restarts": self.dead_air_restarts,
