@@ -216,3 +216,46 @@ def test_render_level_needs_a_level_input_and_init_from_may_add_one(tiny_dataset
                  "--name", "back", "--init-from", str(tmp_path / "cond" / "checkpoints" / "latest.pt")],
                 command="train") == 2
     assert "model.level_input is True there, False here" in capsys.readouterr().err
+
+
+def test_level_augment_plays_each_chunk_quieter_and_says_so(tmp_path):
+    root = _two_level_dataset(tmp_path)
+    q = Quantizer("mulaw", 256, 0.85)
+    ds = AudioDataset(root, q, "train")
+    plain = TBPTTLoader(ds, 4, 512, 8, seed=2, with_levels=True)
+    fast = TBPTTLoader(ds, 4, 512, 8, seed=2, with_levels=True, gain_db=12.0)
+    slow = ReferenceTBPTTLoader(ds, 4, 512, 8, seed=2, with_levels=True, gain_db=12.0)
+    gains, saved, rest = [], None, []
+    for step in range(40):
+        p, f, r = next(plain), next(fast), next(slow)
+        assert torch.equal(f.x, r.x) and torch.equal(f.level, r.level) and torch.equal(f.reset, r.reset)
+        g = fast._gain.copy()
+        assert ((-12 <= g) & (g <= 0)).all()
+        if step and not p.reset.any():
+            assert np.array_equal(g, gains[-1])  # one gain per chunk
+        gains.append(g)
+        scaled = q.quantize(q.dequantize(p.x.numpy()) * 10 ** (g[:, None] / 20))
+        assert np.array_equal(f.x.numpy(), scaled)  # the same windows, quieter
+        np.testing.assert_allclose(f.level.numpy(), p.level.numpy() + g, atol=1e-4)
+        if step == 20:
+            saved = fast.state_dict()
+        elif 20 < step <= 25:
+            rest.append(f)
+    assert len({round(float(x), 6) for x in np.concatenate(gains)}) > 8
+    again = TBPTTLoader(ds, 4, 512, 8, seed=2, with_levels=True, gain_db=12.0)
+    again.load_state_dict(saved)
+    for want in rest:
+        got = next(again)
+        assert torch.equal(got.x, want.x) and torch.equal(got.level, want.level)
+    # A state written without the augmentation is not resumed with it: the loader says what changed.
+    with pytest.raises(UserError, match="gain_db"):
+        TBPTTLoader(ds, 4, 512, 8, seed=2, with_levels=True, gain_db=12.0).load_state_dict(plain.state_dict())
+
+
+def test_level_augment_needs_a_level_input(capsys):
+    with pytest.raises(UserError, match="train.level_augment: needs model.level_input: true"):
+        load_config(ROOT / "configs" / "demo.yaml", ["train.level_augment=6"])
+    with pytest.raises(UserError, match="train.level_augment: must be between 0 and 40 dB"):
+        load_config(ROOT / "configs" / "demo.yaml", ["train.level_augment=-1", "model.level_input=true"])
+    assert load_config(ROOT / "configs" / "demo.yaml", ["train.level_augment=6", "model.level_input=true"]
+                       ).train.level_augment == 6.0

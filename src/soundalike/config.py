@@ -51,6 +51,9 @@ class TrainConfig:
     # input samples are moved by Gaussian noise whose standard deviation, drawn per window from
     # [0, input_noise], is in levels of a 256-level scale (times q_levels / 256); the targets stay clean. 0: off.
     input_noise: float = 0.0
+    # With model.level_input: each chunk a stream takes is played 0 to level_augment dB quieter (uniform, one
+    # gain per chunk), and told so, so that the level input carries news the audio so far does not; 0: off.
+    level_augment: float = 0.0
     # Polyak averaging: the checkpoints, validation, previews and renders use an exponential moving average of
     # the weights with this decay (about the last 1 / (1 - ema) steps; averaging.py); 0: off.
     ema: float = 0.0
@@ -238,6 +241,10 @@ def validate(cfg: Config) -> None:
         raise UserError(f"train.sample_min_p: must be at least 0 and below 1, got {t.sample_min_p}")
     if not 0 <= t.input_noise <= 64:
         raise UserError(f"train.input_noise: must be between 0 and 64 levels, got {t.input_noise}")
+    if not 0 <= t.level_augment <= 40:
+        raise UserError(f"train.level_augment: must be between 0 and 40 dB, got {t.level_augment}")
+    if t.level_augment and not getattr(cfg.model, "level_input", False):
+        raise UserError("train.level_augment: needs model.level_input: true (a model told the gain it is played at)")
     if t.decay_steps and not t.max_steps >= t.decay_steps:
         raise UserError(f"train.decay_steps: the decay ends at train.max_steps, which must be set and at least "
                         f"{t.decay_steps}, got {t.max_steps}")

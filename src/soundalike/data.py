@@ -236,7 +236,8 @@ class TBPTTLoader:
     """
 
     def __init__(self, dataset: AudioDataset, batch_size: int, seq_len: int, lookback: int, seed: int,
-                 rank: int = 0, world_size: int = 1, pin_memory: bool = False, with_levels: bool = False) -> None:
+                 rank: int = 0, world_size: int = 1, pin_memory: bool = False, with_levels: bool = False,
+                 gain_db: float = 0.0) -> None:
         _check_shape(batch_size, seq_len, lookback)
         if seed < 0:
             raise UserError(f"data: seed must be >= 0, got {seed}")
@@ -245,6 +246,7 @@ class TBPTTLoader:
         self.seed, self.rank, self.world_size = seed, rank, world_size
         self.pin_memory = pin_memory
         self.with_levels = with_levels
+        self.gain_db = float(gain_db)  # each chunk dealt is played 0 to gain_db dB quieter (`train.level_augment`)
         mine = shard(len(dataset.lengths), rank, world_size)
         if mine.size == 0:
             raise UserError(
@@ -259,13 +261,15 @@ class TBPTTLoader:
             )
         # Two generators, so the order of draws between them does not matter (the reference loop interleaves
         # them per stream, the fast path draws all chunks then all offsets).
-        deck_seed, offset_seed = np.random.SeedSequence([seed, rank]).spawn(2)
+        deck_seed, offset_seed, gain_seed = np.random.SeedSequence([seed, rank]).spawn(3)  # the first two as ever
         self._deck_rng = np.random.default_rng(deck_seed)
         self._offset_rng = np.random.default_rng(offset_seed)
+        self._gain_rng = np.random.default_rng(gain_seed)
         self._deck = np.zeros(0, dtype=np.int64)
         self._cursor = 0
         self._chunk = np.full(batch_size, -1, dtype=np.int64)  # -1: the stream has no chunk yet
         self._pos = np.zeros(batch_size, dtype=np.int64)  # chunk position of the stream's next target
+        self._gain = np.zeros(batch_size)  # dB: the gain of each stream's chunk
 
     def __iter__(self) -> TBPTTLoader:
         return self
@@ -280,6 +284,8 @@ class TBPTTLoader:
             chunks = self._deal(n)
             self._chunk[reset] = chunks
             self._pos[reset] = (self._offset_rng.random(n) * np.minimum(T, lengths[chunks] - T + 1)).astype(np.int64)
+            if self.gain_db:
+                self._gain[reset] = -self.gain_db * self._gain_rng.random(n)
         x = _gather(self.dataset.data, self.dataset.starts[self._chunk], lengths[self._chunk], self._pos - L,
                     L + T, self.dataset.quantizer.silence)
         batch = self._batch(x, reset, self._pos)
@@ -287,9 +293,15 @@ class TBPTTLoader:
         return batch
 
     def _batch(self, x: np.ndarray, reset: np.ndarray, pos: np.ndarray) -> Batch:
-        """The batch of windows x whose first targets are samples `pos` (B,) of the streams' chunks."""
+        """The batch of windows x whose first targets are samples `pos` (B,) of the streams' chunks, each played at
+        its stream's gain (requantized: the levels are of a linear signal, pre-emphasized or not)."""
+        if self.gain_db:
+            q = self.dataset.quantizer
+            x = q.quantize(q.dequantize(x) * 10.0 ** (self._gain[:, None] / 20.0))
         xt = torch.from_numpy(x)
-        level = self.dataset.window_levels(self._chunk, pos) if self.with_levels else None
+        level = None
+        if self.with_levels:
+            level = self.dataset.window_levels(self._chunk, pos) + torch.from_numpy(self._gain.astype(np.float32))
         return Batch(xt.pin_memory() if self.pin_memory else xt, torch.from_numpy(reset), level)
 
     def _deal(self, n: int) -> np.ndarray:
@@ -306,8 +318,9 @@ class TBPTTLoader:
         return np.concatenate(taken)
 
     def _config(self) -> dict[str, Any]:
-        return {"batch_size": self.batch_size, "seq_len": self.seq_len, "lookback": self.lookback,
-                "seed": self.seed, "rank": self.rank, "world_size": self.world_size, "dataset": self.dataset.key}
+        config = {"batch_size": self.batch_size, "seq_len": self.seq_len, "lookback": self.lookback,
+                  "seed": self.seed, "rank": self.rank, "world_size": self.world_size, "dataset": self.dataset.key}
+        return {**config, "gain_db": self.gain_db} if self.gain_db else config  # as states of before it
 
     def state_dict(self) -> dict[str, Any]:
         """Everything that decides the next batches, as plain Python values (safe for torch.load)."""
@@ -319,6 +332,7 @@ class TBPTTLoader:
             "cursor": self._cursor,
             "chunk": self._chunk.tolist(),
             "pos": self._pos.tolist(),
+            **({"gain_rng": self._gain_rng.bit_generator.state, "gain": self._gain.tolist()} if self.gain_db else {}),
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -338,6 +352,9 @@ class TBPTTLoader:
         self._cursor = int(state["cursor"])
         self._chunk = np.array(state["chunk"], dtype=np.int64)
         self._pos = np.array(state["pos"], dtype=np.int64)
+        if self.gain_db:
+            self._gain_rng.bit_generator.state = state["gain_rng"]
+            self._gain = np.array(state["gain"], dtype=np.float64)
 
 
 class ReferenceTBPTTLoader(TBPTTLoader):
@@ -356,6 +373,8 @@ class ReferenceTBPTTLoader(TBPTTLoader):
                 c = int(self._deal(1)[0])
                 self._chunk[b] = c
                 self._pos[b] = int(self._offset_rng.random() * min(T, int(self.dataset.lengths[c]) - T + 1))
+                if self.gain_db:
+                    self._gain[b] = -self.gain_db * self._gain_rng.random()
                 reset[b] = True
             p = int(self._pos[b])
             lo = max(p - L, 0)

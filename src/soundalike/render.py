@@ -251,7 +251,7 @@ class Render:
         model = ckpt_io.build_model(ckpt).to(device)
         if params.get("min_p", 0.0) is None:  # no --min-p: the tail cut the model was shipped with
             params["min_p"] = ckpt_io.default_min_p(ckpt)
-        if model.level_input:  # asked for a level (default: the data's), folded into the model once
+        if getattr(model, "level_input", False):  # asked for a level (default: the data's), folded into the model once
             if params.get("level") is None:
                 params["level"] = round(float(model.level_default), 2)
             model = loudness.at_level(model, params["level"])

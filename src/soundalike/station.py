@@ -71,7 +71,7 @@ class Station:
             torch.backends.cuda.matmul.allow_tf32 = True  # as render: logits differ in the last bits only
         self.model = ckpt_io.build_model(loaded).to(self.device)
         self.level = None  # dBFS asked of a model with a level input (default: its data's level), as render
-        if self.model.level_input:
+        if getattr(self.model, "level_input", False):
             self.level = round(float(self.model.level_default), 2) if level is None else level
             self.model = loudness.at_level(self.model, self.level)
         elif level is not None:

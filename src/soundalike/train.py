@@ -180,7 +180,7 @@ class Trainer:
         self.use_amp = t.amp and bf16_supported(self.device)
         self.loader = TBPTTLoader(self.train_set, t.batch_size // self.dist.world, t.seq_len,
                                   self.model.lookback, t.seed, self.dist.rank, self.dist.world,
-                                  with_levels=cfg.model.level_input)
+                                  with_levels=getattr(cfg.model, "level_input", False), gain_db=t.level_augment)
         self.step, self.elapsed, self.best_val = 0, 0.0, math.inf
         self.tbptt_state = None
         self.stop_reason: str | None = None  # set by a stop signal
@@ -220,7 +220,7 @@ class Trainer:
         else:
             if init_from:
                 self._init_weights(Path(init_from))
-            if self.model.level_input:  # what renders ask for unless told otherwise: the data's own level
+            if getattr(self.model, "level_input", False):  # what renders ask for by default: the data's level
                 self.model.level_default.fill_(self.train_set.level_db)
             if self.cfg.train.ema:
                 self.average = WeightAverage(self.model, self.cfg.train.ema)
@@ -245,7 +245,7 @@ class Trainer:
                             "data.q_levels, data.pre_emphasis)")
         # The config's model section names what differs; the constructor arguments catch anything else. A level
         # input may be added (`soundalike.loudness`): it starts at zero, so the model computes what it did there.
-        adding_level = self.model.level_input and not ck["model_kwargs"].get("level_input")
+        adding_level = getattr(self.model, "level_input", False) and not ck["model_kwargs"].get("level_input")
         for there, here in ((ck["config"]["model"], self.cfg.to_dict()["model"]),
                             (ck["model_kwargs"], dict(self.model.kwargs))):
             keys = [k for k in {**there, **here} if there.get(k) != here.get(k)
