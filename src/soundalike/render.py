@@ -69,8 +69,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "likely one (min-p sampling; 0 = off; default: the model's own, its config's "
                         "train.sample_min_p; see docs/SAMPLING.md)")
     p.add_argument("--level", type=float, metavar="DB",
-                   help="RMS level in dBFS to render at, for a model trained with a level input (model.level_input; "
-                        "default: its training data's level)")
+                   help="RMS level in dBFS to ask of a model trained with a level input (model.level_input, "
+                        "experimental; default: its training data's level)")
     p.add_argument("--seed", type=int, help="random seed (default: a new one, printed and saved in render.json)")
     p.add_argument("--prime", metavar="FILE", help="audio file whose start sets the model's state first")
     p.add_argument("--prime-seconds", type=float, default=4.0, help="seconds of --prime to use (default 4)")
