@@ -38,11 +38,13 @@ def test_levels_are_read_back_in_dbfs():
     tone = np.sin(2 * np.pi * 440 * np.arange(8000) / 8000)
     assert loudness.rms_db(0.5 * tone) == pytest.approx(20 * np.log10(0.5 / np.sqrt(2)), abs=0.01)  # -9.03
     assert loudness.rms_db(np.zeros(100)) == loudness.FLOOR_DB == loudness.rms_db(np.zeros(0))
-    # Played one after the other, a loud and a quiet chunk sound at their energy mean, not the mean of their dB.
+    # Played one after the other, a loud and a quiet chunk sound at their energy over their samples, not at the
+    # mean of their dB.
     loud, quiet = 0.5 * tone, 0.005 * rng.standard_normal(24000)
     both = loudness.rms_db(np.concatenate([loud, quiet]))
-    assert loudness.pooled_db([loudness.rms_db(loud), loudness.rms_db(quiet)], [8000, 24000]) == \
+    assert float(loudness.energy_db(np.sum(loud ** 2) + np.sum(quiet ** 2), 8000 + 24000)) == \
         pytest.approx(both, abs=1e-6)
+    assert both > (loudness.rms_db(loud) + loudness.rms_db(quiet)) / 2 + 10
     # From the data's level in steps of 6 dB, clamped to [-80, 0] dBFS.
     assert loudness.feature(torch.tensor([-200.0, -20.0, -14.0, 3.0]), -20.0).tolist() == \
         pytest.approx([-10.0, 0.0, 1.0, 20 / 6])

@@ -117,20 +117,20 @@ class AudioDataset:
         span = round(loudness.SPAN_SECONDS * self.sample_rate)
         return torch.from_numpy(loudness.span_db(cum, first[chunks], self.lengths[chunks], np.asarray(pos), span))
 
+    def _chunk_energies(self) -> np.ndarray:
+        """(chunks,) float64: each chunk's energy (sum of squares) as `window_levels` reads it."""
+        cum, first = self._energies
+        return cum[first + -(-self.lengths // loudness.BLOCK)] - cum[first]
+
     @property
     def levels_db(self) -> np.ndarray:
         """(chunks,) float32: each chunk's RMS level in dBFS, as `window_levels` reads it."""
-        cum, first = self._energies
-        ends = first + -(-self.lengths // loudness.BLOCK)
-        with np.errstate(divide="ignore"):
-            db = 10.0 * np.log10((cum[ends] - cum[first]) / np.maximum(self.lengths, 1))
-        return np.maximum(np.nan_to_num(db, nan=loudness.FLOOR_DB, neginf=loudness.FLOOR_DB),
-                          loudness.FLOOR_DB).astype(np.float32)
+        return loudness.energy_db(self._chunk_energies(), self.lengths).astype(np.float32)
 
     @property
     def level_db(self) -> float:
-        """The split's RMS level in dBFS, all chunks together (`loudness.pooled_db`)."""
-        return loudness.pooled_db(self.levels_db, self.lengths)
+        """The split's RMS level in dBFS, all chunks together (their energy over their samples)."""
+        return float(loudness.energy_db(self._chunk_energies().sum(), self.lengths.sum()))
 
     def chunk(self, i: int) -> np.ndarray:
         """The levels of chunk i (manifest order within the split), a (length,) view of the memmap."""

@@ -39,22 +39,17 @@ BLOCK = 64  # samples: the resolution of that span (`block_energies`)
 STEP_DB = 6.0  # the model reads levels in these steps from its data's level (`feature`)
 
 
+def energy_db(energy: np.ndarray | float, samples: np.ndarray | float) -> np.ndarray:
+    """Energy (sum of squares) over a number of samples -> RMS level in dBFS, elementwise, FLOOR_DB for silence
+    or no samples."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        db = 10.0 * np.log10(np.asarray(energy, dtype=np.float64) / np.asarray(samples, dtype=np.float64))
+    return np.maximum(np.nan_to_num(db, nan=FLOOR_DB, neginf=FLOOR_DB), FLOOR_DB)
+
+
 def rms_db(audio: np.ndarray) -> float:
     """RMS level of audio in dBFS, FLOOR_DB for silence or nothing."""
-    if audio.size == 0:
-        return FLOOR_DB
-    power = float(np.mean(np.square(audio, dtype=np.float64)))
-    return max(10.0 * math.log10(power), FLOOR_DB) if power > 0 else FLOOR_DB
-
-
-def pooled_db(levels_db: np.ndarray, lengths: np.ndarray) -> float:
-    """The RMS level of chunks played one after the other, from each chunk's level and length (an energy mean:
-    the mean of the chunks' dB would read a dynamic recording several dB low)."""
-    lengths = np.asarray(lengths, dtype=np.float64)
-    if lengths.sum() <= 0:
-        return FLOOR_DB
-    power = np.sum(10.0 ** (np.asarray(levels_db, dtype=np.float64) / 10.0) * lengths) / lengths.sum()
-    return max(10.0 * math.log10(power), FLOOR_DB) if power > 0 else FLOOR_DB
+    return float(energy_db(np.sum(np.square(audio, dtype=np.float64)), audio.size))
 
 
 def block_energies(audio: np.ndarray) -> np.ndarray:
@@ -75,10 +70,7 @@ def span_db(cum: np.ndarray, first: np.ndarray, length: np.ndarray, pos: np.ndar
     a = np.minimum(pos // BLOCK, blocks - 1)
     b = np.clip(-(-(pos + span) // BLOCK), a + 1, blocks)
     samples = np.minimum(b * BLOCK, length) - a * BLOCK
-    energy = cum[first + b] - cum[first + a]
-    with np.errstate(divide="ignore"):
-        db = 10.0 * np.log10(energy / np.maximum(samples, 1))
-    return np.maximum(np.nan_to_num(db, nan=FLOOR_DB, neginf=FLOOR_DB), FLOOR_DB).astype(np.float32)
+    return energy_db(cum[first + b] - cum[first + a], samples).astype(np.float32)
 
 
 def feature(level_db: torch.Tensor | float, reference_db: torch.Tensor | float) -> torch.Tensor:
