@@ -45,7 +45,7 @@ def evaluate_nll(model, dataset: AudioDataset, batch_size: int, seq_len: int, de
     total_nats, total_width, total_n = 0.0, 0.0, 0.0
     log2_width = torch.as_tensor(dataset.quantizer.log2_width16(), device=device)
     state = None
-    levels = bool(getattr(model, "level_input", False))  # told each chunk's level, as in training
+    levels = bool(getattr(model, "level_input", False))  # told each window's level, as in training
     for batch in eval_batches(dataset, batch_size, seq_len, lookback, rank, world, with_levels=levels):
         x, reset, mask = batch.x.to(device), batch.reset.to(device), batch.mask.to(device)
         if state is not None and state_batch(state) != x.shape[0]:

@@ -1,4 +1,5 @@
-"""Loudness conditioning (`model.level_input`): a model told each training chunk's level, asked for one in renders.
+"""Loudness conditioning (`model.level_input`, experimental): a model told the level of its training windows,
+asked for one in renders.
 
 Without it the level of a render is whatever the sampled process settles at, and that differs from checkpoint
 to checkpoint of one run by 8 dB (docs/MEASUREMENTS.md). With it, each training window is told the RMS level of
@@ -7,12 +8,14 @@ of the chunk's audio at the dataset's gain, de-emphasized: the level a listener 
 and the model adds a learned linear function of that number where its input enters (SampleRNN: the top tier's
 input projection; WaveNet: every gated unit's pre-activation). The level of the coming second, not of the
 whole chunk: a chunk's level is already in the model's recurrent state after its first window, so a model told
-only that learns to ignore it (measured: renders asked for levels 10 dB apart came out the same), while the
-coming second is news to it. What that tells it is one number per window (at most a few bits per
+only that learns to ignore it (measured: renders asked for levels 10 dB apart came out the same). The coming
+second is little more news (the last one is in the state too; `train.level_augment` makes every chunk's gain
+news), and measured on the demo corpus neither made renders follow the level asked (docs/MEASUREMENTS.md,
+"Loudness conditioning"): experimental. What the input tells is one number per window (at most a few bits per
 `train.seq_len` samples), so the validation NLL, conditioned on it, is comparable to a plain model's to about
-0.01 bits. The weights
-of that function start at zero, so a model given the input computes what it computed without it until
-training finds a use for it (and `--init-from` a model without it starts from that model's function).
+0.01 bits. The weights of that function start at zero, so a model given the input computes what it computed
+without it until training finds a use for it (and `--init-from` a model without it starts from that model's
+function).
 
 A render asks for one level for all its streams (`render --level`, default the training data's own level, kept
 in the model as `level_default`). A constant input is a constant added to some biases, so it is folded into
@@ -78,6 +81,48 @@ def feature(level_db: torch.Tensor | float, reference_db: torch.Tensor | float) 
     [FLOOR_DB, 0]; the reference is the model's `level_default`, its training data's level."""
     level = torch.as_tensor(level_db, dtype=torch.float32).clamp(FLOOR_DB, 0.0)
     return (level - torch.as_tensor(reference_db, dtype=torch.float32, device=level.device)) / STEP_DB
+
+
+def add_input(model: torch.nn.Module, width: int, enabled: bool) -> None:
+    """Give `model` its level input when `enabled` (`level_proj`, a zero-initialized Linear(1, width), and the
+    `level_default` buffer); `model.level_input` says whether it has one."""
+    model.level_input = enabled
+    model.level_proj = torch.nn.Linear(1, width, bias=False) if enabled else None
+    if enabled:
+        torch.nn.init.zeros_(model.level_proj.weight)
+        model.register_buffer("level_default", torch.tensor(-20.0))  # the training data's level, set by training
+
+
+def conditioning(model: torch.nn.Module, level: torch.Tensor | None, batch: int) -> torch.Tensor | None:
+    """What `model`'s level input adds for levels (B,) in dB (None: its `level_default`): (batch, width); None
+    when it has no level input."""
+    if model.level_proj is None:
+        return None
+    if level is None:
+        level = model.level_default.expand(batch)
+    w = model.level_proj.weight
+    return model.level_proj(feature(level, model.level_default).to(device=w.device, dtype=w.dtype)[:, None])
+
+
+def drop_input(model: torch.nn.Module) -> None:
+    """Remove `model`'s level input once a family's `fold_level` has folded it into biases."""
+    model.level_proj, model.level_input = None, False
+    del model.level_default
+    model.kwargs = {**model.kwargs, "level_input": False}
+
+
+def ask(model: torch.nn.Module, level_db: float | None, checkpoint: object) -> tuple[torch.nn.Module, float | None]:
+    """(the model to sample, the level it was asked for) for `--level` (None: the data's) of render and radio:
+    a model with a level input is folded at that level; asking one without it for a level is a UserError."""
+    if getattr(model, "level_input", False):
+        level = round(float(model.level_default), 2) if level_db is None else level_db
+        return at_level(model, level), level
+    if level_db is not None:
+        from .errors import UserError
+
+        raise UserError(f"--level: {checkpoint} was trained without a level input (model.level_input: true trains "
+                        "one)")
+    return model, None
 
 
 def check_level(level_db: float, what: str = "--level") -> None:

@@ -251,13 +251,8 @@ class Render:
         model = ckpt_io.build_model(ckpt).to(device)
         if params.get("min_p", 0.0) is None:  # no --min-p: the tail cut the model was shipped with
             params["min_p"] = ckpt_io.default_min_p(ckpt)
-        if getattr(model, "level_input", False):  # asked for a level (default: the data's), folded into the model once
-            if params.get("level") is None:
-                params["level"] = round(float(model.level_default), 2)
-            model = loudness.at_level(model, params["level"])
-        elif params.get("level") is not None:
-            raise UserError(f"--level: {params['checkpoint']} was trained without a level input "
-                            "(model.level_input: true trains one)")
+        # A level input: asked for --level (default: the data's), folded into the model once.
+        model, params["level"] = loudness.ask(model, params.get("level"), params["checkpoint"])
         del ckpt
         # On a GPU the noise is drawn there too: from the CPU it would cap large batches.
         head = model.head

@@ -70,12 +70,8 @@ class Station:
         if self.device.type == "cuda":
             torch.backends.cuda.matmul.allow_tf32 = True  # as render: logits differ in the last bits only
         self.model = ckpt_io.build_model(loaded).to(self.device)
-        self.level = None  # dBFS asked of a model with a level input (default: its data's level), as render
-        if getattr(self.model, "level_input", False):
-            self.level = round(float(self.model.level_default), 2) if level is None else level
-            self.model = loudness.at_level(self.model, self.level)
-        elif level is not None:
-            raise UserError(f"--level: {ckpt} was trained without a level input (model.level_input: true trains one)")
+        # dBFS asked of a model with a level input (default: its data's level; None without one), as render
+        self.model, self.level = loudness.ask(self.model, level, ckpt)
         self.family, self.model_kwargs = loaded["family"], dict(loaded["model_kwargs"])
         self.step = loaded.get("step")
         self.keep, self.seed = keep_alive, seed

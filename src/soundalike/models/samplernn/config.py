@@ -24,7 +24,7 @@ class SampleRNNConfig(HeadConfig):
     skip_connections: bool = False  # every RNN layer's output feeds the tier's output projection
     weight_norm: bool = True
     learn_h0: bool = True  # learned initial state; zeros otherwise
-    # Loudness conditioning (`soundalike.loudness`): trained on each chunk's level, renders at `render --level`.
+    # Loudness conditioning (`soundalike.loudness`): trained on each window's level, asked one by `render --level`.
     level_input: bool = False
 
     def validate(self, seq_len: int) -> None:

@@ -172,30 +172,19 @@ class SampleRNN(nn.Module):
             for n, r in zip(self.tier_frames, frame_sizes))
         self.mlp = SampleMLP(frame_sizes[0], dim, emb_size, q_levels, weight_norm, output, mixtures)
         self.head = self.mlp.head
-        # Loudness conditioning (`soundalike.loudness`): the chunk's level joins the top tier's input.
-        self.level_input = level_input
-        self.level_proj = nn.Linear(1, dim, bias=False) if level_input else None
-        if level_input:
-            nn.init.zeros_(self.level_proj.weight)
-            self.register_buffer("level_default", torch.tensor(-20.0))  # the training data's level, in dB
+        # Loudness conditioning (`soundalike.loudness`): the level joins the top tier's input.
+        loudness.add_input(self, dim, level_input)
 
     def level_cond(self, level: torch.Tensor | None, batch: int) -> torch.Tensor | None:
         """Levels (B,) in dB (None: `level_default`) -> the top tier's added input (B, dim); None without a
         level input."""
-        if self.level_proj is None:
-            return None
-        if level is None:
-            level = self.level_default.expand(batch)
-        w = self.level_proj.weight
-        return self.level_proj(loudness.feature(level, self.level_default).to(device=w.device, dtype=w.dtype)[:, None])
+        return loudness.conditioning(self, level, batch)
 
     @torch.no_grad()
     def fold_level(self, f: float) -> None:
         """Fold the constant input `f` (`loudness.feature`) into the top tier's bias; drop the level input."""
         self.tiers[-1].input_proj.bias += self.level_proj.weight[:, 0] * f
-        self.level_proj, self.level_input = None, False
-        del self.level_default
-        self.kwargs = {**self.kwargs, "level_input": False}
+        loudness.drop_input(self)
 
     def to_grid(self, levels: torch.Tensor) -> torch.Tensor:
         """Levels -> floats in [-1, 1), linear in the level (the frame tiers' input)."""
@@ -211,7 +200,8 @@ class SampleRNN(nn.Module):
         """x (B, lookback + T) levels, reset (B,) bool -> the head's parameters (B, T, n_params) for the targets
         x[:, lookback:] (the logits, for a softmax head), or with `nll` their NLL in nats (B, T); and the state.
         `targets` (B, T) levels replace x[:, lookback:] as what the NLL scores (training on noisy inputs);
-        `level` (B,) the chunks' levels in dB for a model with a level input (None: its `level_default`)."""
+        `level` (B,) the windows' levels in dB (`AudioDataset.window_levels`) for a model with a level input
+        (None: its `level_default`)."""
         B, total = x.shape
         T = total - self.lookback
         assert T > 0 and T % self.lookback == 0, f"window length {total} - {self.lookback} must be a multiple"

@@ -22,7 +22,7 @@ class WaveNetConfig(HeadConfig):
     skip_channels: int = 64
     out_channels: int = 256  # hidden width of the output head between the skip sum and the softmax
     kernel_size: int = 2
-    # Loudness conditioning (`soundalike.loudness`): trained on each chunk's level, renders at `render --level`.
+    # Loudness conditioning (`soundalike.loudness`): trained on each window's level, asked one by `render --level`.
     level_input: bool = False
 
     def validate(self, seq_len: int) -> None:

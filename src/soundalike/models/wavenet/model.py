@@ -66,32 +66,21 @@ class WaveNet(nn.Module):
         self.out_hidden = nn.Conv1d(skip_channels, out_channels, 1)
         self.head = Head(output, out_channels, q_levels, mixtures)
         self.out = nn.Conv1d(out_channels, self.head.n_params, 1)
-        # Loudness conditioning (`soundalike.loudness`): the chunk's level joins every gated unit's input.
-        self.level_input = level_input
-        self.level_proj = nn.Linear(1, len(self.dilations) * 2 * D, bias=False) if level_input else None
-        if level_input:
-            nn.init.zeros_(self.level_proj.weight)
-            self.register_buffer("level_default", torch.tensor(-20.0))  # the training data's level, in dB
+        # Loudness conditioning (`soundalike.loudness`): the level joins every gated unit's input.
+        loudness.add_input(self, len(self.dilations) * 2 * D, level_input)
 
     def level_cond(self, level: torch.Tensor | None, batch: int) -> list[torch.Tensor] | None:
         """Levels (B,) in dB (None: `level_default`) -> what each layer's convolution output gets added
         (B, 2D, 1), one per layer; None without a level input."""
-        if self.level_proj is None:
-            return None
-        if level is None:
-            level = self.level_default.expand(batch)
-        w = self.level_proj.weight
-        added = self.level_proj(loudness.feature(level, self.level_default).to(device=w.device, dtype=w.dtype)[:, None])
-        return list(added[:, :, None].chunk(len(self.dilations), dim=1))
+        added = loudness.conditioning(self, level, batch)
+        return None if added is None else list(added[:, :, None].chunk(len(self.dilations), dim=1))
 
     @torch.no_grad()
     def fold_level(self, f: float) -> None:
         """Fold the constant input `f` (`loudness.feature`) into the convolutions' biases; drop the level input."""
         for conv, w in zip(self.convs, self.level_proj.weight[:, 0].chunk(len(self.dilations))):
             conv.bias += w * f
-        self.level_proj, self.level_input = None, False
-        del self.level_default
-        self.kwargs = {**self.kwargs, "level_input": False}
+        loudness.drop_input(self)
 
     def embed(self, levels: torch.Tensor) -> torch.Tensor:
         """Levels (...) -> input embeddings (..., R)."""
@@ -113,7 +102,8 @@ class WaveNet(nn.Module):
         """x (B, lookback + T) levels -> the head's parameters (B, T, n_params) for the targets x[:, lookback:]
         (the logits, for a softmax head), or with `nll` their NLL in nats (B, T); and None (no state).
         `targets` (B, T) levels replace x[:, lookback:] as what the NLL scores (training on noisy inputs);
-        `level` (B,) the chunks' levels in dB for a model with a level input (None: its `level_default`)."""
+        `level` (B,) the windows' levels in dB (`AudioDataset.window_levels`) for a model with a level input
+        (None: its `level_default`)."""
         T = x.shape[1] - self.lookback
         added = self.level_cond(level, x.shape[0])
         assert T > 0, f"window of {x.shape[1]} samples: expected more than lookback={self.lookback}"
