@@ -67,8 +67,11 @@ def save_checkpoint(path: str | Path, payload: dict[str, Any]) -> None:
         torch.save({"format": FORMAT, **payload}, tmp)
 
 
-def model_payload(model: torch.nn.Module, quantizer: Quantizer, sample_rate: int, config: dict) -> dict:
-    """The part of a checkpoint that rebuilds and runs the model."""
+def model_payload(model: torch.nn.Module, quantizer: Quantizer, sample_rate: int, config: dict,
+                  data_level_db: float | None = None) -> dict:
+    """The part of a checkpoint that rebuilds and runs the model (and the level of its training data, in dBFS
+    as written: what `render --hold-level` holds by default)."""
+    extra = {} if data_level_db is None else {"data_level_db": round(float(data_level_db), 3)}
     return {
         "family": config["model"]["family"],
         "model_kwargs": dict(model.kwargs),
@@ -76,6 +79,7 @@ def model_payload(model: torch.nn.Module, quantizer: Quantizer, sample_rate: int
         "quantizer": quantizer.to_dict(),
         "sample_rate": int(sample_rate),
         "config": config,
+        **extra,
     }
 
 

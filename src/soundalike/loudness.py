@@ -145,3 +145,55 @@ def at_level(model: torch.nn.Module, level_db: float | None = None) -> torch.nn.
     with torch.no_grad():
         folded.fold_level(feature(db, model.level_default).item())
     return folded
+
+
+# --- holding a render at a level ---------------------------------------------------------------------------
+#
+# `render --hold-level` (`LevelHold`): left alone, a render settles at a level of its own, several dB under the
+# data's on the demo corpus; a temperature steered to correct it reaches the level as hiss (measured: +5 to
+# +12 dB of noise floor above 2 kHz). The hold instead tilts the softmax toward louder or quieter levels:
+# p'(q) ~ p(q) exp(s * min(y_q^2, HOLD_CAP)), y_q the amplitude level q stands for in the model's own terms (the
+# emphasized signal, when the data is emphasized), one strength s per stream, its logit bias (`heads.pick`).
+# The strength integrates the error between the level asked and the level written (the de-emphasized audio's
+# energy averaged over about HOLD_TAU_S), every HOLD_BLOCK_S, HOLD_RATE per dB per second, within +-HOLD_MAX.
+# The cap keeps the tilt from pushing samples to full scale (measured without it: flat tops, DC). Figures:
+# docs/MEASUREMENTS.md, "Holding the level".
+
+HOLD_BLOCK_S = 0.064  # seconds between updates of the tilt
+HOLD_TAU_S = 1.0  # the level the hold reads: the energy averaged over about this long (exponentially)
+HOLD_RATE = 2.0  # change of the tilt's strength per dB of error per second
+HOLD_MAX = 150.0  # bound on the strength either way
+HOLD_CAP = 0.1  # the tilt grows with a level's squared amplitude up to this
+
+
+class LevelHold:
+    """Closed-loop level control of B streams by a logit bias (above): `update` with each block of audio
+    written, then `bias` for the samples that follow. The level read starts at the level asked, so the hold
+    acts on what the streams do, not on the silence they start from."""
+
+    def __init__(self, level_db: float, batch: int, sample_rate: int, amplitudes: np.ndarray):
+        self.level_db, self.rate = float(level_db), int(sample_rate)
+        self.block = max(1, round(HOLD_BLOCK_S * self.rate))
+        self.energy = np.full(batch, 10.0 ** (self.level_db / 10.0))  # mean square, averaged
+        self.strength = np.zeros(batch)
+        self.shape = np.minimum(np.square(np.asarray(amplitudes, dtype=np.float64)), HOLD_CAP)  # (levels,)
+
+    def update(self, audio: np.ndarray) -> None:
+        """Audio (B, n) just written (at most about a block: the tilt is updated once for it)."""
+        n = audio.shape[1]
+        if not n:
+            return
+        a = math.exp(-n / self.rate / HOLD_TAU_S)
+        self.energy = a * self.energy + (1 - a) * np.mean(np.square(audio, dtype=np.float64), axis=1)
+        error = self.level_db - energy_db(self.energy, 1.0)
+        self.strength = np.clip(self.strength + HOLD_RATE * error * n / self.rate, -HOLD_MAX, HOLD_MAX)
+
+    def bias(self) -> torch.Tensor:
+        """(B, levels) float32: the logit bias of the current strengths."""
+        return torch.from_numpy((self.strength[:, None] * self.shape[None, :]).astype(np.float32))
+
+    def state(self) -> dict[str, torch.Tensor]:
+        return {"energy": torch.from_numpy(self.energy.copy()), "strength": torch.from_numpy(self.strength.copy())}
+
+    def load_state(self, state: dict[str, torch.Tensor]) -> None:
+        self.energy, self.strength = state["energy"].double().numpy().copy(), state["strength"].double().numpy().copy()

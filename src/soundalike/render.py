@@ -71,6 +71,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--level", type=float, metavar="DB",
                    help="RMS level in dBFS to ask of a model trained with a level input (model.level_input, "
                         "experimental; default: its training data's level)")
+    p.add_argument("--hold-level", nargs="?", const="data", metavar="DB",
+                   help="hold each track's RMS level at DB dBFS (default: the training data's level) by tilting "
+                        "the model's distribution toward louder or quieter samples as the track drifts (softmax "
+                        "heads; docs/SAMPLING.md)")
     p.add_argument("--seed", type=int, help="random seed (default: a new one, printed and saved in render.json)")
     p.add_argument("--prime", metavar="FILE", help="audio file whose start sets the model's state first")
     p.add_argument("--prime-seconds", type=float, default=4.0, help="seconds of --prime to use (default 4)")
@@ -253,6 +257,7 @@ class Render:
             params["min_p"] = ckpt_io.default_min_p(ckpt)
         # A level input: asked for --level (default: the data's), folded into the model once.
         model, params["level"] = loudness.ask(model, params.get("level"), params["checkpoint"])
+        params["hold_level"] = _hold_level(params.get("hold_level"), ckpt, model, params["checkpoint"])
         del ckpt
         # On a GPU the noise is drawn there too: from the CPU it would cap large batches.
         head = model.head
@@ -267,6 +272,10 @@ class Render:
         n = len(self.tracks)
         self.peak, self.sumsq, self.frames = np.zeros(n), np.zeros(n), np.zeros(n, dtype=np.int64)
         self.deemphasis: DeemphasisState | None = None  # the de-emphasis filter of every track, between blocks
+        self.hold: loudness.LevelHold | None = None
+        if params["hold_level"] is not None:
+            amplitudes = self.quantizer.dequantize(np.arange(self.quantizer.levels))
+            self.hold = loudness.LevelHold(params["hold_level"], n, self.rate, amplitudes)
         self.files: list[sf.SoundFile] = []
 
     @property
@@ -279,6 +288,8 @@ class Render:
         job = cls(out, params, part.device(args.device), args.threads, part)
         if part.main:
             level = "" if params.get("level") is None else f", level {params['level']:g} dBFS"
+            if params["hold_level"] is not None:
+                level += f", holding {params['hold_level']:g} dBFS"
             print(f"seed {params['seed']}, min-p {params['min_p']:g}{level}; writing {args.count} track(s) of "
                   f"{params['seconds']:g} s to {out}"
                   + (f" from {part.world} processes" if part.world > 1 else ""), file=sys.stderr)
@@ -334,7 +345,7 @@ class Render:
             raise UserError(f"--out {out}: already holds {', '.join(taken[:3])}{', ...' if len(taken) > 3 else ''}; "
                             "choose another folder, or pass --overwrite to replace them")
         params = {"checkpoint": str(ckpt), "seconds": seconds, "count": args.count, "temperatures": temps,
-                  "min_p": args.min_p, "level": args.level, "seed": seed, "format": args.format,
+                  "min_p": args.min_p, "level": args.level, "hold_level": _parse_hold(args.hold_level), "seed": seed, "format": args.format,
                   "block_seconds": args.block_seconds, "weights": args.weights,
                   "prime": None if args.prime is None else {"file": str(Path(args.prime).resolve()),
                                                             "seconds": args.prime_seconds,
@@ -360,6 +371,8 @@ class Render:
         job = cls(out, params, part.device(device), threads, part)
         try:
             job.sampler.load_state_dict(state["sampler"])
+            if job.hold is not None:
+                job.hold.load_state(state["hold"])
         except (KeyError, TypeError, ValueError, IndexError, RuntimeError) as e:
             raise UserError(f"{mine}: not a render state this checkpoint can continue "
                             f"({type(e).__name__}: {e})") from None
@@ -386,7 +399,20 @@ class Render:
         audio, self.deemphasis = decode(levels, self.quantizer, self.deemphasis)
         return audio
 
-    def _write(self, levels: np.ndarray) -> None:
+    def _generate(self, n: int) -> None:
+        """Generate and write the next n samples of every track; with a level hold, in its blocks, the tilt
+        updated after each."""
+        if self.hold is None:
+            return self._write(self.sampler.generate(n).numpy())
+        while n > 0:
+            k = min(n, self.hold.block)
+            audio = self._write(self.sampler.generate(k).numpy())
+            self.hold.update(audio)
+            self.sampler.set_controls(bias=self.hold.bias())
+            n -= k
+
+    def _write(self, levels: np.ndarray) -> np.ndarray:
+        """Decode and append levels (B, n) to the tracks; returns the audio written."""
         audio = self._decode(levels)  # (B, n) float32
         for i, f in enumerate(self.files):
             f.write(audio[i])
@@ -394,11 +420,14 @@ class Render:
         self.peak = np.maximum(self.peak, np.abs(audio).max(axis=1))
         self.sumsq = self.sumsq + np.square(audio, dtype=np.float64).sum(axis=1)
         self.frames = self.frames + audio.shape[1]
+        return audio
 
     def _save_state(self) -> None:
         # Tensors, not numpy arrays: the state is read back with weights_only=True, which runs no pickled code.
         state = {"params": self.params, "sampler": self.sampler.state_dict(), "peak": torch.from_numpy(self.peak),
                  "sumsq": torch.from_numpy(self.sumsq), "frames": torch.from_numpy(self.frames)}
+        if self.hold is not None:
+            state["hold"] = self.hold.state()
         if self.deemphasis is not None:
             state["deemphasis"] = {k: torch.from_numpy(v) for k, v in self.deemphasis._asdict().items()}
         with atomic_path(self.out / self.part.state, suffix=".pt") as tmp:
@@ -416,6 +445,7 @@ class Render:
             "count": self.params["count"],
             "prime": self.params["prime"],
             "level": self.params.get("level"),  # dBFS asked of a model with a level input; None without one
+            "hold_level": self.params.get("hold_level"),  # dBFS the tracks were held at (--hold-level); None: not
             "processes": self.part.world,
             "complete": complete,
         })
@@ -431,7 +461,7 @@ class Render:
         try:
             while s.generated < self.target:
                 n = min(self.block, self.target - s.generated)
-                self._write(s.generate(n).numpy())
+                self._generate(n)
                 self._save_state()
                 done_here += n
                 rtf = done_here / self.rate / (time.perf_counter() - started)
@@ -474,6 +504,33 @@ class Render:
             rms = math.sqrt(sumsq / max(1, frames))
             print(f"{path}: {frames / self.rate:.1f} s, temperature {t:g}, peak {_db(peak)} dBFS, "
                   f"RMS {_db(rms)} dBFS")
+
+
+def _parse_hold(text: str | None) -> float | str | None:
+    """--hold-level's value: None (off), "data" (the training data's level) or a level in dBFS."""
+    if text is None or text == "data":
+        return text
+    try:
+        level = float(text)
+    except ValueError:
+        raise UserError(f"--hold-level: expected a level in dBFS, got {text!r}") from None
+    loudness.check_level(level, "--hold-level")
+    return level
+
+
+def _hold_level(asked: float | str | None, ckpt: dict, model: torch.nn.Module, path: str) -> float | None:
+    """The level in dBFS a render holds its tracks at (None: no hold), checked against the model."""
+    if asked is None:
+        return None
+    if model.head.kind != "softmax":
+        raise UserError(f"--hold-level: {path} has a {model.head.kind} head; the level hold tilts a softmax "
+                        "(model.output: softmax)")
+    if asked != "data":
+        return float(asked)
+    if not isinstance(ckpt.get("data_level_db"), (int, float)):
+        raise UserError(f"--hold-level: {path} does not record its training data's level (trained before it did); "
+                        "give the level: --hold-level DB")
+    return round(float(ckpt["data_level_db"]), 2)
 
 
 def _read_state(path: Path, part: Part = Part()) -> dict:

@@ -305,7 +305,7 @@ class Trainer:
 
     def _training_state(self) -> dict:
         payload = ckpt_io.model_payload(self.output_model, self.quantizer, self.train_set.sample_rate,
-                                        self.cfg.to_dict())
+                                        self.cfg.to_dict(), self.train_set.level_db)
         if self.average is not None:
             payload.update(trained_model=self.model.state_dict(), average_updates=self.average.updates)
         payload.update(

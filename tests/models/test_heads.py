@@ -156,6 +156,42 @@ def test_fast_samplers_equal_the_reference_for_every_head(kind, levels, min_p):
             assert not torch.equal(reference_generate(model, n, batch=2, temperature=temps, seed=9), ref)
 
 
+@pytest.mark.parametrize("min_p", [0.0, 0.2])
+def test_a_logit_bias_draws_the_same_samples_in_every_sampler(min_p):
+    """A softmax head's logit bias (the level hold's tilt): the compiled loops, the numpy fallback and the torch
+    backends draw the reference generator's samples for both families; a bias set mid-stream takes effect
+    from the next top frame and resumes exactly."""
+    backends = ["torch"] + (["c"] if kernel.load() is not None else [])
+    torch.manual_seed(3)
+    bias = torch.randn(2, 256, dtype=torch.float64) * 3  # per stream
+    temps = torch.tensor([1.0, 0.5])
+    for model in families("softmax", 256):
+        sample_rnn = isinstance(model, SampleRNN)
+        n = 3 * model.lookback + 70 if sample_rnn else 150
+        ref = reference_generate(model, n, batch=2, temperature=temps, seed=9, min_p=min_p, bias=bias)
+        assert not torch.equal(ref, reference_generate(model, n, batch=2, temperature=temps, seed=9, min_p=min_p))
+        for backend in backends + (["numpy"] if sample_rnn else []):
+            s = Sampler(model, 2, temps, seed=9, backend=backend, min_p=min_p)
+            s.set_controls(bias=bias)
+            assert torch.equal(s.generate(n), ref), (type(model).__name__, backend)
+        # set after the first `hop` samples (a whole top frame), then resumed from a state taken later
+        hop = model.frame_sizes[0] * model.frame_sizes[1] if sample_rnn else 1
+        whole = Sampler(model, 2, temps, seed=9, min_p=min_p)
+        a = whole.generate(hop)
+        whole.set_controls(bias=bias)
+        b = whole.generate(n - hop)
+        first = Sampler(model, 2, temps, seed=9, min_p=min_p)
+        c = first.generate(hop)
+        first.set_controls(bias=bias)
+        d = first.generate(40)
+        second = Sampler(model, 2, 1.0, seed=0)
+        second.load_state_dict(first.state_dict())
+        assert torch.equal(torch.cat([c, d, second.generate(n - hop - 40)], dim=1), torch.cat([a, b], dim=1))
+        assert not torch.equal(torch.cat([a, b], dim=1), ref)
+        with pytest.raises(AssertionError, match="softmax"):
+            Sampler(families("coarse_fine", 65536)[0], 2).set_controls(bias=torch.zeros(2, 65536))
+
+
 @pytest.mark.parametrize("weights", ["bf16", "int8"])
 @pytest.mark.parametrize("batch", [1, 3])  # the sparse per-stream products (1) and the dense ones (3)
 def test_coarse_fine_compact_weights_compiled_equals_torch(weights, batch):

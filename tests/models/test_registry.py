@@ -81,9 +81,10 @@ class BigramStepper:
         pass
 
 
-def bigram_reference(model, n_samples, batch=1, temperature=1.0, seed=0, prime=None, min_p=0.0) -> torch.Tensor:
+def bigram_reference(model, n_samples, batch=1, temperature=1.0, seed=0, prime=None, min_p=0.0,
+                     bias=None) -> torch.Tensor:
     seq = torch.full((batch, 1 + n_samples), model.q_levels // 2, dtype=torch.long)
-    c = engine.stream_controls(temperature, min_p, batch)
+    c = engine.stream_controls(temperature, min_p, batch, bias=bias)
     noise = NoiseStream(batch, model.head.noise_width, seed, uniform=model.head.uniform)
     for pos in range(1, seq.shape[1]):
         params, z = model.step(seq[:, pos - 1])

@@ -32,7 +32,7 @@ class Family:
     # (model, device=, dtype=, backend=, weights=) -> its `sampling.engine.Stepper`; imports the stepper's
     # module only when called, so that building and training a model never loads the sampling code.
     stepper: Callable[..., Any]
-    # (model, n_samples, batch, temperature, seed, prime, min_p) -> (B, n_samples) levels: the plain generator,
+    # (model, n_samples, batch, temperature, seed, prime, min_p, bias=) -> (B, n_samples) levels: the plain generator,
     # one step per sample, that the stepper is tested against (`sampling.reference.generate`).
     reference: Callable[..., torch.Tensor]
     # Compact-weights rule (`render --weights bf16|int8`): names (suffixes) of the weight matrices that the

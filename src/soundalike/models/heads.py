@@ -16,7 +16,9 @@ them, `params` (..., head.n_params); the head turns those into a loss and into s
 Sampling rule (the randomness contract of `sampling.reference`, per head): each sample reads `noise_width`
 pre-drawn numbers. A categorical is drawn by Gumbel-max, argmax(float32(logits) / temperature + gumbel),
 first index on ties, among the levels whose tempered probability is at least `min_p` times the most likely
-one's (min-p sampling: `log_floor` = log(min_p), -inf when off). The mixture draws its component that way
+one's (min-p sampling: `log_floor` = log(min_p), -inf when off). A softmax head's draw may add a per-stream
+`bias` (B, levels) to the tempered logits first (an exponential tilt of the distribution: `loudness.LevelHold`
+steers a render's level with it); the floor then applies to the tilted distribution. The mixture draws its component that way
 (noise[:K] Gumbel), then a logistic sample mu + exp(log_s) * temperature * logit(u'), where u = noise[K] is
 uniform and u' = tail + (1 - 2 tail) u keeps the part of the logistic whose density is at least min_p times
 its peak (tail = (1 - sqrt(1 - min_p)) / 2: the density relative to the peak is 4 u (1 - u)), computed in
@@ -84,19 +86,25 @@ class Controls(NamedTuple):
     temperature: torch.Tensor
     log_floor: torch.Tensor  # log(min_p); -inf: no floor
     tail: torch.Tensor  # (1 - sqrt(1 - min_p)) / 2: the logistic's cut tail mass on each side
+    bias: torch.Tensor  # (B, levels) added to a softmax head's tempered logits; (B, 0): none
 
 
-def controls(temperature: torch.Tensor, min_p: torch.Tensor) -> Controls:
-    """Controls from temperatures and min-p floors (B,) float32, min_p in [0, 1]."""
+def controls(temperature: torch.Tensor, min_p: torch.Tensor, bias: torch.Tensor | None = None) -> Controls:
+    """Controls from temperatures and min-p floors (B,) float32, min_p in [0, 1], and an optional logit bias
+    (B, levels) (None: none)."""
     mp = min_p.double()
     log_floor = torch.where(mp > 0, mp.clamp_min(1e-300).log(), torch.full_like(mp, -math.inf))
     tail = (1 - torch.sqrt(1 - mp)) / 2
-    return Controls(temperature.float(), log_floor.float(), tail.float())
+    if bias is None:
+        bias = torch.zeros((len(temperature), 0), device=temperature.device)
+    return Controls(temperature.float(), log_floor.float(), tail.float(), bias.float().contiguous())
 
 
 def pick(logits: torch.Tensor, c: Controls, gumbel: torch.Tensor) -> torch.Tensor:
-    """Gumbel-max draw with temperature and min-p floor: logits (B, n), gumbel (B, n) -> (B,) int64."""
+    """Gumbel-max draw with temperature, logit bias and min-p floor: logits (B, n), gumbel (B, n) -> (B,) int64."""
     v = logits.float() / c.temperature[:, None]
+    if c.bias.shape[-1]:
+        v = v + c.bias
     keep = v >= v.amax(dim=-1, keepdim=True) + c.log_floor[:, None]
     return torch.where(keep, v + gumbel, -math.inf).argmax(dim=-1)
 
@@ -159,6 +167,7 @@ class Head(nn.Module):
         -> levels (B,) int64."""
         if self.kind == "softmax":
             return pick(params, c, noise)
+        assert not c.bias.shape[-1], "a logit bias is for softmax heads only"
         if self.kind == "coarse_fine":
             n = self.n_params
             coarse = pick(params, c, noise[:, :n])

@@ -142,9 +142,13 @@ def temperatures(temperature, batch: int, what: str = "temperatures") -> torch.T
     return temp.expand(batch).clone()
 
 
-def stream_controls(temperature, min_p, batch: int, device=None) -> Controls:
-    """The sampling controls of `batch` streams from one temperature and min-p floor or one per stream each."""
-    return controls(temperatures(temperature, batch).to(device), temperatures(min_p, batch, "min-p floors").to(device))
+def stream_controls(temperature, min_p, batch: int, device=None, bias: torch.Tensor | None = None) -> Controls:
+    """The sampling controls of `batch` streams from one temperature and min-p floor or one per stream each, and
+    a logit bias (levels,) or (batch, levels) (None: none)."""
+    if bias is not None:
+        bias = torch.as_tensor(bias, dtype=torch.float32).to(device).expand(batch, -1)
+    return controls(temperatures(temperature, batch).to(device), temperatures(min_p, batch, "min-p floors").to(device),
+                    bias)
 
 
 def stepper_head(head: Head, device, dtype: torch.dtype, weights: str) -> Head:
@@ -202,6 +206,7 @@ class Sampler:
         self.batch, self.q_levels, self.device = batch, s.q_levels, s.device
         self.temperature = temperatures(temperature, batch).to(self.device)
         self.min_p = temperatures(min_p, batch, "min-p floors").to(self.device)
+        self.bias = torch.zeros((batch, 0), device=self.device)  # none
         self.controls = controls(self.temperature, self.min_p)
         # device_noise: draw the noise on the model's device (see reference.NoiseStream).
         self.noise = NoiseStream(batch, s.head.noise_width, seed, device=self.device if device_noise else "cpu",
@@ -221,13 +226,20 @@ class Sampler:
         self._logits: torch.Tensor | None = None  # logits of the samples in `seq`, when asked for
         s.reset(batch)
 
-    def set_controls(self, temperature=None, min_p=None) -> None:
-        """Change the temperature and/or min-p floor (one value or one per stream) from the next sample on."""
+    def set_controls(self, temperature=None, min_p=None, bias=None) -> None:
+        """Change the temperature and/or min-p floor (one value or one per stream) and/or the logit bias
+        ((B, levels), a softmax head's only; (B, 0) for none) from the next sample the streams draw on (samples
+        drawn ahead of those returned, at most a top frame's, keep what they were drawn with)."""
         if temperature is not None:
             self.temperature = temperatures(temperature, self.batch).to(self.device)
         if min_p is not None:
             self.min_p = temperatures(min_p, self.batch, "min-p floors").to(self.device)
-        self.controls = controls(self.temperature, self.min_p)
+        if bias is not None:
+            bias = torch.as_tensor(bias, dtype=torch.float32)
+            assert bias.shape in ((self.batch, 0), (self.batch, self.q_levels)), f"bias of shape {tuple(bias.shape)}"
+            assert not bias.shape[1] or self.stepper.head.kind == "softmax", "a logit bias is for softmax heads"
+            self.bias = bias.to(self.device)
+        self.controls = controls(self.temperature, self.min_p, self.bias)
 
     @torch.no_grad()
     def prime(self, levels: np.ndarray | torch.Tensor) -> int:
@@ -313,6 +325,7 @@ class Sampler:
             "noise_device": self.noise.device.type,
             "temperature": self.temperature.cpu().clone(),
             "min_p": self.min_p.cpu().clone(),
+            "bias": self.bias.cpu().clone(),
             "generated": self.generated,
         }
 
@@ -327,7 +340,8 @@ class Sampler:
         self.read = self.filled - state["pending"]
         self.temperature = state["temperature"].to(self.device)
         self.min_p = state.get("min_p", torch.zeros_like(state["temperature"])).to(self.device)
-        self.controls = controls(self.temperature, self.min_p)
+        self.bias = state.get("bias", torch.zeros((self.batch, 0))).to(self.device)
+        self.controls = controls(self.temperature, self.min_p, self.bias)
         self.generated = state["generated"]
         self.noise.load_state(state["noise"])
         self._noise = None

@@ -100,7 +100,7 @@ class Streams(ctypes.Structure):
 
     _fields_ = [("batch", _i32), ("seq", _ptr), ("seq_stride", _i64), ("pos", _i64), ("noise", _ptr),
                 ("noise_stride", _i64), ("temperature", _ptr), ("log_floor", _ptr), ("tail", _ptr),
-                ("logits", _ptr), ("logits_stride", _i64)]
+                ("bias", _ptr), ("logits", _ptr), ("logits_stride", _i64)]
 
 
 STRUCTS = {"sl_matrix": Matrix, "sl_linear": Linear, "sl_rnn_layer": RnnLayer, "sl_tier": Tier,
@@ -221,14 +221,17 @@ def linear(w: torch.Tensor | Blocks | None, b: torch.Tensor | None, rows: int, c
 
 def streams(seq: torch.Tensor, pos: int, noise: torch.Tensor, controls, logits: torch.Tensor | None) -> Streams:
     """The struct of a call's streams: seq (B, L) int64, noise (B, n, W) float32, controls (`heads.Controls`, each
-    (B,) float32), logits (B, n, P) or None; each stream's rows (n, W) and (n, P) contiguous."""
+    (B,) float32 but the bias, (B, levels) or (B, 0) for none), logits (B, n, P) or None; each stream's rows
+    (n, W) and (n, P) contiguous."""
     W = noise.shape[2]
     assert seq.is_contiguous() and noise.stride(2) == 1 and noise.stride(1) == W
     assert logits is None or (logits.stride(2) == 1 and logits.stride(1) == logits.shape[2])
     assert all(c.is_contiguous() and c.dtype == torch.float32 for c in controls)
     lo = (None, 0) if logits is None else (logits.data_ptr(), logits.stride(0))
+    bias = controls.bias.data_ptr() if controls.bias.shape[-1] else None
     return Streams(seq.shape[0], seq.data_ptr(), seq.stride(0), pos, noise.data_ptr(), noise.stride(0),
-                   controls.temperature.data_ptr(), controls.log_floor.data_ptr(), controls.tail.data_ptr(), *lo)
+                   controls.temperature.data_ptr(), controls.log_floor.data_ptr(), controls.tail.data_ptr(), bias,
+                   *lo)
 
 
 def head(h, params: Linear, dtype: torch.dtype, weights: str = "full", params_t: torch.Tensor | None = None,
@@ -329,12 +332,13 @@ def load() -> Kernel | None:
 
 def mlp_frame_numpy(tables: np.ndarray, cond: np.ndarray, w1: np.ndarray, b1: np.ndarray, w2: np.ndarray,
                     b2: np.ndarray, seq: np.ndarray, pos: int, noise: np.ndarray, temp: np.ndarray,
-                    log_floor: np.ndarray, logits_out: np.ndarray | None) -> None:
+                    log_floor: np.ndarray, logits_out: np.ndarray | None, bias: np.ndarray | None = None) -> None:
     """The same loop as the C++ kernel for a softmax head over at most heads.BYTE_INPUT_LEVELS levels, one
     sample at a time in numpy (the fallback).
 
     tables (C, Q, D), cond (B, n, D), w1 (D, D), w2 (Q, D), seq (B, L) int64 written at [pos, pos + n),
-    noise (B, n, Q) float32 Gumbel, temp and log_floor (B,) float32, logits_out (B, n, Q) or None.
+    noise (B, n, Q) float32 Gumbel, temp and log_floor (B,) float32, logits_out (B, n, Q) or None, bias (B, Q)
+    float32 or None.
     """
     C, Q, D = tables.shape
     n = cond.shape[1]
@@ -351,6 +355,8 @@ def mlp_frame_numpy(tables: np.ndarray, cond: np.ndarray, w1: np.ndarray, b1: np
         logits = h2 @ w2.T
         logits += b2
         v = logits.astype(np.float32) / temp[:, None]
+        if bias is not None:
+            v += bias
         keep = v >= v.max(axis=1, keepdims=True) + log_floor[:, None]
         seq[rows, pos + j] = np.where(keep, v + noise[:, j], -np.inf).argmax(axis=1)
         if logits_out is not None:

@@ -309,6 +309,8 @@ class SampleRNNStepper:
         in, the new samples copied out; the recurrent state is updated in place.
         """
         C, hop = self.context, self.hop
+        if self._graph is not None and self._controls.bias.shape != controls.bias.shape:
+            self._graph = None  # a logit bias came or went: capture again with its buffer
         if self._graph is None:
             self._win = torch.empty((self.batch, C + hop), dtype=torch.long, device=self.device)
             self._nz = torch.empty_like(noise)
@@ -353,7 +355,8 @@ class SampleRNNStepper:
             p = self._np
             _kernel.mlp_frame_numpy(p["tables"], cond.numpy(), p["w1"], p["b1"], p["w2"], p["b2"], seq.numpy(),
                                     pos, noise.numpy(), controls.temperature.numpy(), controls.log_floor.numpy(),
-                                    None if logits is None else logits.numpy())
+                                    None if logits is None else logits.numpy(),
+                                    controls.bias.numpy() if controls.bias.shape[-1] else None)
         else:
             self._sample_frame_torch(seq, pos, cond, noise, controls, logits)
 

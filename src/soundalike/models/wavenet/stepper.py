@@ -216,6 +216,8 @@ class WaveNetStepper:
         The graph works on static buffers: the newest sample, the noise, the temperatures and the step number
         (which ring slots to use) are copied in, the new samples copied out; the ring is updated in place.
         """
+        if self._graph is not None and self._controls.bias.shape != controls.bias.shape:
+            self._graph = None  # a logit bias came or went: capture again with its buffer
         if self._graph is None:
             self._win = torch.empty((self.batch, 1 + self.hop), dtype=torch.long, device=self.device)
             self._nz = torch.empty_like(noise)
@@ -285,10 +287,11 @@ class WaveNetStepper:
 # --- plain generators, for tests and benchmarks ---------------------------------------------------------
 
 
-def _start(model, n_samples: int, batch: int, temperature, prime, min_p) -> tuple[torch.Tensor, Controls, int]:
+def _start(model, n_samples: int, batch: int, temperature, prime, min_p, bias=None
+           ) -> tuple[torch.Tensor, Controls, int]:
     """History buffer (B, receptive_field + forced + n) of silence and prime, the sampling controls, forced."""
     device = next(model.parameters()).device
-    c = stream_controls(temperature, min_p, batch, device)
+    c = stream_controls(temperature, min_p, batch, device, bias)
     forced = 0
     if prime is not None:
         prime = torch.as_tensor(prime, dtype=torch.long).to(device)
@@ -304,10 +307,10 @@ def _start(model, n_samples: int, batch: int, temperature, prime, min_p) -> tupl
 @torch.no_grad()
 def reference_generate(model, n_samples: int, batch: int = 1, temperature: float | torch.Tensor = 1.0,
                        seed: int = 0, prime: torch.Tensor | None = None,
-                       min_p: float | torch.Tensor = 0.0) -> torch.Tensor:
+                       min_p: float | torch.Tensor = 0.0, bias: torch.Tensor | None = None) -> torch.Tensor:
     """(B, n_samples) levels from silence (after `prime` (T,) or (B, T) levels), through `WaveNet.step`."""
     model.eval()
-    seq, c, forced = _start(model, n_samples, batch, temperature, prime, min_p)
+    seq, c, forced = _start(model, n_samples, batch, temperature, prime, min_p, bias)
     lookback = model.receptive_field
     noise = NoiseStream(batch, model.head.noise_width, seed, uniform=model.head.uniform)
     queues = model.initial_queues(seq[:, 1:lookback])  # the silence before the newest input seq[:, lookback - 1]

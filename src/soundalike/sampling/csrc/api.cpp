@@ -50,7 +50,8 @@ int32_t layout(const char* name, int64_t* out, int32_t max) {
            AT(sl_wavenet, skip), AT(sl_wavenet, hidden), AT(sl_wavenet, head), AT(sl_wavenet, ring))
     LAYOUT(sl_streams, AT(sl_streams, batch), AT(sl_streams, seq), AT(sl_streams, seq_stride),
            AT(sl_streams, pos), AT(sl_streams, noise), AT(sl_streams, noise_stride),
-           AT(sl_streams, temperature), AT(sl_streams, log_floor), AT(sl_streams, tail), AT(sl_streams, logits),
+           AT(sl_streams, temperature), AT(sl_streams, log_floor), AT(sl_streams, tail), AT(sl_streams, bias),
+           AT(sl_streams, logits),
            AT(sl_streams, logits_stride))
     return 0;
 }

@@ -16,15 +16,22 @@ constexpr double LOG_SCALE_MIN = -16.0;  // heads.LOG_SCALE_MIN
 // Scratch of `draw` for B streams: the parameters (B, n_params), the fine input (B, dim) and logits (B, 256).
 inline int64_t work_elements(const sl_head& h, int B) { return (int64_t)B * (h.n_params + h.dim + BYTE); }
 
-// Gumbel-max with temperature t and floor lf = log(min_p): argmax of float32(l) / t + g over the q with
-// float32(l[q]) / t >= max + lf, first index on ties (heads.pick).
+// Gumbel-max with temperature t, logit bias c (NULL: none) and floor lf = log(min_p): with
+// v[q] = float32(l[q]) / t + c[q], argmax of v + g over the q with v[q] >= max v + lf, first index on ties
+// (heads.pick).
 template <typename T>
-inline int pick(const T* l, int n, float t, float lf, const float* g) {
+inline float tilted(const T* l, int q, float t, const float* c) {
+    const float v = (float)l[q] / t;
+    return c ? v + c[q] : v;
+}
+
+template <typename T>
+inline int pick(const T* l, int n, float t, float lf, const float* g, const float* c = nullptr) {
     float thr = -INFINITY;
     if (lf != -INFINITY) {
-        float top = (float)l[0] / t;
+        float top = tilted(l, 0, t, c);
         for (int q = 1; q < n; q++) {
-            const float v = (float)l[q] / t;
+            const float v = tilted(l, q, t, c);
             if (v > top) top = v;
         }
         thr = top + lf;
@@ -32,7 +39,7 @@ inline int pick(const T* l, int n, float t, float lf, const float* g) {
     int best = -1;
     float bv = -INFINITY;
     for (int q = 0; q < n; q++) {
-        const float v = (float)l[q] / t;
+        const float v = tilted(l, q, t, c);
         if (v < thr) continue;
         const float w = v + g[q];
         if (best < 0 || w > bv) { bv = w; best = q; }
@@ -79,7 +86,7 @@ void draw(const sl_head& h, const sl_streams& s, int j, const T* z, bool sparse,
         const float t = s.temperature[b], lf = s.log_floor[b];
         int64_t level;
         if (h.kind == SL_SOFTMAX) {
-            level = pick(p, P, t, lf, g);
+            level = pick(p, P, t, lf, g, s.bias ? s.bias + (int64_t)b * P : nullptr);
         } else if (h.kind == SL_COARSE_FINE) {
             const int c = pick(p, P, t, lf, g);
             const T* e = (const T*)h.coarse_embedding + (int64_t)c * D;

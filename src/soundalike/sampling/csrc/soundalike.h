@@ -107,6 +107,7 @@ typedef struct sl_streams {
     const float* temperature;  // (batch,)
     const float* log_floor;    // (batch,): log(min_p), -inf for none
     const float* tail;         // (batch,): the logistic's cut tail, (1 - sqrt(1 - min_p)) / 2
+    const float* bias;         // NULL, or (batch, head.levels): added to a softmax head's tempered logits
     void* logits;           // NULL, or (batch, logits_stride) of T, each (n, head.n_params) from its start
     int64_t logits_stride;
 } sl_streams;
