@@ -261,3 +261,28 @@ def test_level_augment_needs_a_level_input(capsys):
         load_config(ROOT / "configs" / "demo.yaml", ["train.level_augment=-1", "model.level_input=true"])
     assert load_config(ROOT / "configs" / "demo.yaml", ["train.level_augment=6", "model.level_input=true"]
                        ).train.level_augment == 6.0
+
+
+def test_level_hold_integrates_the_error_within_its_bounds():
+    from soundalike.loudness import HOLD_CAP, HOLD_MAX, HOLD_RATE, LevelHold
+
+    amplitudes = np.linspace(-1, 1, 256)
+    hold = LevelHold(-20.0, 3, 16000, amplitudes)
+    assert hold.block == 1024 and not hold.bias().any()  # no tilt before any audio
+    # three streams: 10 dB under, at, and 10 dB over the level for 1 s
+    rms = 10 ** (np.array([-30.0, -20.0, -10.0]) / 20)
+    for _ in range(16000 // 1000):
+        hold.update(np.ones((3, 1000)) * rms[:, None])
+    s = hold.strength
+    assert s[0] > 0 > s[2] and abs(s[1]) < 1e-9
+    # the level read starts at the level asked and averages over about a second: under 10 dB of error on average
+    assert 0.1 * HOLD_RATE * 10 < s[0] < HOLD_RATE * 10 and -HOLD_RATE * 10 < s[2] < -0.1 * HOLD_RATE * 10
+    bias = hold.bias().numpy()
+    assert bias.shape == (3, 256) and bias.dtype == np.float32
+    np.testing.assert_allclose(bias[0], s[0] * np.minimum(amplitudes ** 2, HOLD_CAP), rtol=1e-6)
+    for _ in range(1000):  # silence for long: the strength stops at its bound
+        hold.update(np.zeros((3, 1000)))
+    assert np.allclose(hold.strength, HOLD_MAX)
+    again = LevelHold(-20.0, 3, 16000, amplitudes)
+    again.load_state(hold.state())
+    assert np.array_equal(again.strength, hold.strength) and np.array_equal(again.energy, hold.energy)

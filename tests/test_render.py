@@ -319,3 +319,55 @@ def test_torchrun_splits_the_tracks_and_renders_what_one_process_renders(project
     assert info["one"] == info["two"]
     tracks = [sf.read(one / f"track-{i:02d}.wav", dtype="int16")[0] for i in range(5)]
     assert len({t.tobytes() for t in tracks}) == 5  # every track its own
+
+
+def _rms_db(path: Path, skip_s: float = 0.0) -> float:
+    audio, _ = sf.read(path, dtype="float64")
+    return 10 * np.log10(np.mean(audio[round(skip_s * RATE):] ** 2))
+
+
+@pytest.mark.parametrize("fixture", ["project", "emphasized_project"])
+def test_hold_level_steers_the_tracks_to_the_level_and_resumes_bitwise(fixture, request, monkeypatch):
+    """The tiny random model plays loud noise; held at -22 dBFS its tracks come down to it within a few seconds,
+    and a render stopped and resumed writes the same bytes (the hold's state travels with the render's)."""
+    project = request.getfixturevalue(fixture)
+    common = ["--seconds", "6", "--block-seconds", "0.5", "--seed", "5", "--count", "2"]
+    assert render(*common, "--out", "free") == 0
+    assert render(*common, "--out", "held", "--hold-level", "-22") == 0
+    free = [_rms_db(project / "free" / f"track-{i:02d}.wav", 3) for i in range(2)]
+    held = [_rms_db(project / "held" / f"track-{i:02d}.wav", 3) for i in range(2)]
+    assert min(free) > -15 and all(abs(h + 22) < 2 for h in held), (free, held)
+    assert json.loads((project / "held" / "render.json").read_text())["hold_level"] == -22
+    monkeypatch.setenv("SOUNDALIKE_RENDER_STOP_AFTER", "5")
+    assert render(*common, "--out", "part", "--hold-level", "-22") == 130
+    state = torch.load(project / "part" / ".render-state.pt", weights_only=True)
+    assert state["hold"]["strength"].shape == (2,) and (state["hold"]["strength"] < 0).all()
+    monkeypatch.delenv("SOUNDALIKE_RENDER_STOP_AFTER")
+    assert render("--resume", "part") == 0
+    for name in ("track-00.wav", "track-01.wav"):
+        assert (project / "part" / name).read_bytes() == (project / "held" / name).read_bytes()
+
+
+def test_hold_level_defaults_to_the_data_level_the_checkpoint_records(project, capsys):
+    assert render("--seconds", "0.5", "--hold-level") == 2  # this checkpoint predates the record
+    assert "does not record its training data's level" in capsys.readouterr().err
+    ckpt = project / "runs" / "tiny" / "checkpoints" / "best.pt"
+    payload = load_checkpoint(ckpt)
+    payload["data_level_db"] = -21.5
+    save_checkpoint(ckpt, {k: v for k, v in payload.items() if k != "format"})
+    assert render("--seconds", "0.5", "--hold-level", "--out", "held") == 0
+    assert json.loads((project / "held" / "render.json").read_text())["hold_level"] == -21.5
+    assert render("--seconds", "0.5", "--hold-level", "loud") == 2
+    assert "--hold-level: expected a level in dBFS, got 'loud'" in capsys.readouterr().err
+    assert render("--seconds", "0.5", "--hold-level", "3") == 2
+    assert "--hold-level: expected a level in dBFS from -80 to 0" in capsys.readouterr().err
+
+
+def test_hold_level_refuses_a_head_it_cannot_tilt(tmp_path, monkeypatch, capsys):
+    cfg = Config(name="tiny", data=DataConfig(quantization="linear", q_levels=65536),
+                 model=SampleRNNConfig(frame_sizes=[4, 2], dim=16, emb_size=8, output="coarse_fine"))
+    path = tmp_path / "runs" / "tiny" / "checkpoints" / "best.pt"
+    save_checkpoint(path, model_payload(from_config(cfg), Quantizer("linear", 65536), RATE, cfg.to_dict()))
+    monkeypatch.chdir(tmp_path)
+    assert render("--seconds", "0.5", "--hold-level", "-20") == 2
+    assert "has a coarse_fine head; the level hold tilts a softmax" in capsys.readouterr().err
