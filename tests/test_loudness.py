@@ -155,6 +155,8 @@ def test_training_feeds_the_level_and_renders_are_asked_for_one(tmp_path, capsys
     shared = load_checkpoint(export(ckpt, tmp_path / "shared", clips=0, evaluate=False))
     assert shared["model_kwargs"]["level_input"] is True
     assert torch.equal(shared["model"]["level_default"], ck["model"]["level_default"])
+    # every checkpoint records its train split's level (what `--hold-level` holds by default), and so does an export
+    assert ck["data_level_db"] == shared["data_level_db"] == round(trainer.train_set.level_db, 3)
 
     model, valid = trainer.model.eval(), trainer.valid_set
     own = evaluate_nll(model, valid, 8, 64, torch.device("cpu"))["bits"]

@@ -325,14 +325,30 @@ def test_keep_alive_restarts_from_the_data_with_a_crossfade_and_is_reproducible(
     assert plain.stream == 0 and plain.temperature == 0.95 and not plain.verdicts
 
 
+def test_hold_level_holds_every_stream_restarts_included(project):
+    """The tiny random model plays loud noise; held at -14 dBFS the station comes down to it, a restarted stream
+    is held too (a hold of its own, from the old one's state), and /status says so."""
+    keep = KeepAlive(1.0, 1.0, window_s=1.0, check_s=0.5, fade_s=0.1)
+    free, held = (Station(project / "tiny.pt", keep, seed=3, block_seconds=0.25, threads=1, hold_level=h)
+                  for h in (None, -14.0))
+    a, b = (np.concatenate([s.next_block() for _ in range(32)]) for s in (free, held))
+
+    def db(x: np.ndarray) -> float:
+        return 10 * np.log10(np.mean(np.square(x, dtype=np.float64)))
+
+    assert held.stream >= 1 and held.describe()["hold_level"] == -14.0 and free.describe()["hold_level"] is None
+    assert db(a[RATE * 4:]) > -18 and abs(db(b[RATE * 4:]) + 14) < 2, (db(a[RATE * 4:]), db(b[RATE * 4:]))
+    assert held.hold.strength[0] < 0
+
+
 def test_dead_air_restarts_the_stream_at_once(project, monkeypatch):
     """A stream fallen silent is restarted after dead_air_s, long before the watchdog's window judges it."""
     keep = KeepAlive(0.9, 1.0, window_s=60.0, check_s=20.0, fade_s=0.1, dead_air_s=1.0)
     station = Station(project / "tiny.pt", keep, seed=3, block_seconds=0.25, threads=1)
     first, real = station.sampler, Station._levels
 
-    def silenced(self, sampler, state, n):  # the first stream falls silent (below -60 dBFS), the next does not
-        audio, state = real(self, sampler, state, n)
+    def silenced(self, sampler, state, hold, n):  # the first stream falls silent (below -60 dBFS), the next not
+        audio, state = real(self, sampler, state, hold, n)
         return (audio * 1e-4 if sampler is first else audio), state
 
     monkeypatch.setattr(Station, "_levels", silenced)

@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import copy
 import math
+from collections.abc import Callable
 
 import numpy as np
 import torch
@@ -197,3 +198,58 @@ class LevelHold:
 
     def load_state(self, state: dict[str, torch.Tensor]) -> None:
         self.energy, self.strength = state["energy"].double().numpy().copy(), state["strength"].double().numpy().copy()
+
+
+def generate(sampler, hold: LevelHold | None, n: int, to_audio: Callable[[np.ndarray], np.ndarray]) -> np.ndarray:
+    """The next n samples of a `sampling.Sampler`'s streams through `to_audio` (levels (B, k) -> the audio
+    written, (B, k)), concatenated; with a `hold`, in its blocks, its tilt updated after each."""
+    if hold is None:
+        return to_audio(sampler.generate(n).numpy())
+    parts = []
+    while n > 0:
+        k = min(n, hold.block)
+        audio = to_audio(sampler.generate(k).numpy())
+        hold.update(audio)
+        sampler.set_controls(bias=hold.bias())
+        parts.append(audio)
+        n -= k
+    return np.concatenate(parts, axis=-1)
+
+
+def parse_hold(text: str | None) -> float | str | None:
+    """--hold-level's value: None (off), "data" (the training data's level) or a level in dBFS."""
+    from .errors import UserError
+
+    if text is None or text == "data":
+        return text
+    try:
+        level = float(text)
+    except ValueError:
+        raise UserError(f"--hold-level: expected a level in dBFS, got {text!r}") from None
+    check_level(level, "--hold-level")
+    return level
+
+
+def hold_target(asked: float | str | None, ckpt: dict, model: torch.nn.Module, path: object) -> float | None:
+    """The level in dBFS streams are held at (None: no hold) for `parse_hold`'s value, checked against the
+    model: a softmax head, and for "data" a checkpoint that records its data's level (`data_level_db`)."""
+    from .errors import UserError
+
+    if asked is None:
+        return None
+    if model.head.kind != "softmax":
+        raise UserError(f"--hold-level: {path} has a {model.head.kind} head; the level hold tilts a softmax "
+                        "(model.output: softmax)")
+    if asked != "data":
+        return float(asked)
+    if not isinstance(ckpt.get("data_level_db"), (int, float)):
+        raise UserError(f"--hold-level: {path} does not record its training data's level (trained before it did); "
+                        "give the level: --hold-level DB")
+    return round(float(ckpt["data_level_db"]), 2)
+
+
+def make_hold(level_db: float | None, batch: int, sample_rate: int, quantizer) -> LevelHold | None:
+    """The `LevelHold` of `batch` streams whose levels `quantizer` reads (None for no hold)."""
+    if level_db is None:
+        return None
+    return LevelHold(level_db, batch, sample_rate, quantizer.dequantize(np.arange(quantizer.levels)))

@@ -66,6 +66,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, help="random seed (default: a new one, shown on the page)")
     p.add_argument("--level", type=float, metavar="DB", help="RMS level in dBFS, for a model with a level input, as in "
                                                              "render (default: its training data's level)")
+    p.add_argument("--hold-level", nargs="?", const="data", metavar="DB",
+                   help="hold the stream's RMS level at DB dBFS (default: the training data's level), as in render")
     p.add_argument("--keep-alive", choices=("on", "off"), default="on",
                    help="on (default): temperature walk and restarts from the training data when the last "
                         "minute is stuck, silent or noise; off: a plain render at the (low) temperature")
@@ -121,6 +123,9 @@ def check_args(args: argparse.Namespace) -> None:
         from .loudness import check_level
 
         check_level(args.level)
+    from .loudness import parse_hold
+
+    args.hold_level = parse_hold(args.hold_level)
     if args.seed is not None and not 0 <= args.seed < 2**62:
         raise UserError(f"--seed must be between 0 and 2**62 - 1, got {args.seed}")
     if not 0 <= args.port <= 65535:
@@ -163,7 +168,8 @@ def run(args: argparse.Namespace) -> int:
     seed = args.seed if args.seed is not None else secrets.randbelow(2**31)
     low, high = args.temperature_range
     station = Station(ckpt, KeepAlive(low, high, enabled=args.keep_alive == "on"), seed=seed, min_p=args.min_p,
-                      data=args.data, threads=args.threads, weights=args.weights, device=device, level=args.level)
+                      data=args.data, threads=args.threads, weights=args.weights, device=device, level=args.level,
+                      hold_level=args.hold_level)
     from .mp3 import RATES
 
     if args.offline is None and station.rate not in RATES:

@@ -257,7 +257,7 @@ class Render:
             params["min_p"] = ckpt_io.default_min_p(ckpt)
         # A level input: asked for --level (default: the data's), folded into the model once.
         model, params["level"] = loudness.ask(model, params.get("level"), params["checkpoint"])
-        params["hold_level"] = _hold_level(params.get("hold_level"), ckpt, model, params["checkpoint"])
+        params["hold_level"] = loudness.hold_target(params.get("hold_level"), ckpt, model, params["checkpoint"])
         del ckpt
         # On a GPU the noise is drawn there too: from the CPU it would cap large batches.
         head = model.head
@@ -272,10 +272,7 @@ class Render:
         n = len(self.tracks)
         self.peak, self.sumsq, self.frames = np.zeros(n), np.zeros(n), np.zeros(n, dtype=np.int64)
         self.deemphasis: DeemphasisState | None = None  # the de-emphasis filter of every track, between blocks
-        self.hold: loudness.LevelHold | None = None
-        if params["hold_level"] is not None:
-            amplitudes = self.quantizer.dequantize(np.arange(self.quantizer.levels))
-            self.hold = loudness.LevelHold(params["hold_level"], n, self.rate, amplitudes)
+        self.hold = loudness.make_hold(params["hold_level"], n, self.rate, self.quantizer)
         self.files: list[sf.SoundFile] = []
 
     @property
@@ -345,7 +342,7 @@ class Render:
             raise UserError(f"--out {out}: already holds {', '.join(taken[:3])}{', ...' if len(taken) > 3 else ''}; "
                             "choose another folder, or pass --overwrite to replace them")
         params = {"checkpoint": str(ckpt), "seconds": seconds, "count": args.count, "temperatures": temps,
-                  "min_p": args.min_p, "level": args.level, "hold_level": _parse_hold(args.hold_level), "seed": seed, "format": args.format,
+                  "min_p": args.min_p, "level": args.level, "hold_level": loudness.parse_hold(args.hold_level), "seed": seed, "format": args.format,
                   "block_seconds": args.block_seconds, "weights": args.weights,
                   "prime": None if args.prime is None else {"file": str(Path(args.prime).resolve()),
                                                             "seconds": args.prime_seconds,
@@ -400,16 +397,8 @@ class Render:
         return audio
 
     def _generate(self, n: int) -> None:
-        """Generate and write the next n samples of every track; with a level hold, in its blocks, the tilt
-        updated after each."""
-        if self.hold is None:
-            return self._write(self.sampler.generate(n).numpy())
-        while n > 0:
-            k = min(n, self.hold.block)
-            audio = self._write(self.sampler.generate(k).numpy())
-            self.hold.update(audio)
-            self.sampler.set_controls(bias=self.hold.bias())
-            n -= k
+        """Generate and write the next n samples of every track (with a level hold, in its blocks)."""
+        loudness.generate(self.sampler, self.hold, n, self._write)
 
     def _write(self, levels: np.ndarray) -> np.ndarray:
         """Decode and append levels (B, n) to the tracks; returns the audio written."""
@@ -504,33 +493,6 @@ class Render:
             rms = math.sqrt(sumsq / max(1, frames))
             print(f"{path}: {frames / self.rate:.1f} s, temperature {t:g}, peak {_db(peak)} dBFS, "
                   f"RMS {_db(rms)} dBFS")
-
-
-def _parse_hold(text: str | None) -> float | str | None:
-    """--hold-level's value: None (off), "data" (the training data's level) or a level in dBFS."""
-    if text is None or text == "data":
-        return text
-    try:
-        level = float(text)
-    except ValueError:
-        raise UserError(f"--hold-level: expected a level in dBFS, got {text!r}") from None
-    loudness.check_level(level, "--hold-level")
-    return level
-
-
-def _hold_level(asked: float | str | None, ckpt: dict, model: torch.nn.Module, path: str) -> float | None:
-    """The level in dBFS a render holds its tracks at (None: no hold), checked against the model."""
-    if asked is None:
-        return None
-    if model.head.kind != "softmax":
-        raise UserError(f"--hold-level: {path} has a {model.head.kind} head; the level hold tilts a softmax "
-                        "(model.output: softmax)")
-    if asked != "data":
-        return float(asked)
-    if not isinstance(ckpt.get("data_level_db"), (int, float)):
-        raise UserError(f"--hold-level: {path} does not record its training data's level (trained before it did); "
-                        "give the level: --hold-level DB")
-    return round(float(ckpt["data_level_db"]), 2)
 
 
 def _read_state(path: Path, part: Part = Part()) -> dict:

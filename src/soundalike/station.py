@@ -16,6 +16,10 @@ loop, silence or noise; the station's keep-alive (`KeepAlive`) is two things:
   stats' silence) restarts the stream at once. (An hour of the Wesnoth model: a model that falls silent does
   so within a second, and the window alone left up to 80 s of dead air on air; docs/MEASUREMENTS.md.)
 
+With `hold_level` (`radio --hold-level`) every stream is held at that RMS level as render holds its tracks
+(`loudness.LevelHold`; a restarted stream gets a hold of its own that starts from the old one's state: the
+tilt that held this model at the level).
+
 Stream k (k = 0 at the start, +1 at each restart) draws with seed `seed + k`, so a station is reproducible
 from its seed and the data.
 """
@@ -62,7 +66,8 @@ class Station:
 
     def __init__(self, ckpt: str | Path, keep_alive: KeepAlive, seed: int = 0, min_p: float | None = None,
                  data: str | Path | None = None, block_seconds: float = 0.5, threads: int = 0,
-                 weights: str = "full", device: torch.device | str = "cpu", level: float | None = None):
+                 weights: str = "full", device: torch.device | str = "cpu", level: float | None = None,
+                 hold_level: float | str | None = None):
         loaded = ckpt_io.load_checkpoint(ckpt)
         self.checkpoint = str(ckpt)
         self.quantizer, self.rate = ckpt_io.quantizer_of(loaded), int(loaded["sample_rate"])
@@ -72,6 +77,7 @@ class Station:
         self.model = ckpt_io.build_model(loaded).to(self.device)
         # dBFS asked of a model with a level input (default: its data's level; None without one), as render
         self.model, self.level = loudness.ask(self.model, level, ckpt)
+        self.hold_level = loudness.hold_target(hold_level, loaded, self.model, ckpt)  # dBFS held; None: no hold
         self.family, self.model_kwargs = loaded["family"], dict(loaded["model_kwargs"])
         self.step = loaded.get("step")
         self.keep, self.seed = keep_alive, seed
@@ -92,8 +98,8 @@ class Station:
         self.since_check = 0
         self.quiet_run = 0  # samples since the stream last reached SILENCE_DB
         self.dead_air_restarts = 0
-        self._restart: tuple | None = None  # (sampler, de-emphasis state) of the stream that fades in next
-        self.sampler, self.deemphasis = self._new_stream(prime=False)
+        self._restart: tuple | None = None  # (sampler, de-emphasis state, hold) of the stream that fades in next
+        self.sampler, self.deemphasis, self.hold = self._new_stream(prime=False)
 
     # --- where a restart comes from ---------------------------------------------------------------------
 
@@ -128,7 +134,11 @@ class Station:
             self._event(f"restarted from {self.keep.prime_s:g} s of {name}, seed {self.seed + self.stream}")
         elif prime:
             self._event(f"restarted from silence, seed {self.seed + self.stream}")
-        return sampler, state
+        hold = loudness.make_hold(self.hold_level, 1, self.rate, self.quantizer)
+        if hold is not None and prime:  # a restart goes on from the tilt that holds this model at the level
+            hold.load_state(self.hold.state())
+            sampler.set_controls(bias=hold.bias())
+        return sampler, state, hold
 
     def _event(self, what: str) -> None:
         self.events.append({"at_s": round(self.generated / self.rate, 1), "what": what})
@@ -140,9 +150,13 @@ class Station:
         """Seconds of audio generated per second of generating, so far."""
         return self.generated / self.rate / self.gen_seconds if self.gen_seconds else math.nan
 
-    def _levels(self, sampler, state, n: int) -> tuple[np.ndarray, DeemphasisState | None]:
-        levels = sampler.generate(n).numpy()  # (1, n)
-        audio, state = decode(levels, self.quantizer, state)
+    def _levels(self, sampler, state, hold, n: int) -> tuple[np.ndarray, DeemphasisState | None]:
+        def to_audio(levels: np.ndarray) -> np.ndarray:  # (1, k)
+            nonlocal state
+            audio, state = decode(levels, self.quantizer, state)
+            return audio
+
+        audio = loudness.generate(sampler, hold, n, to_audio)
         return audio[0], state
 
     def next_block(self) -> np.ndarray:
@@ -151,7 +165,7 @@ class Station:
         if self._restart is not None:
             audio = self._crossfade()
         else:
-            audio, self.deemphasis = self._levels(self.sampler, self.deemphasis, self.block)
+            audio, self.deemphasis = self._levels(self.sampler, self.deemphasis, self.hold, self.block)
         self.generated += len(audio)
         if self.keep.enabled:
             self._walk(len(audio))
@@ -161,14 +175,14 @@ class Station:
 
     def _crossfade(self) -> np.ndarray:
         """The old stream fades out while the new one, restarted, fades in (equal power)."""
-        new, new_state = self._restart
+        new, new_state, new_hold = self._restart
         self._restart = None
         fade = min(self.block, max(1, round(self.keep.fade_s * self.rate)))
-        old, _ = self._levels(self.sampler, self.deemphasis, fade)
-        audio, new_state = self._levels(new, new_state, self.block)
+        old, _ = self._levels(self.sampler, self.deemphasis, self.hold, fade)
+        audio, new_state = self._levels(new, new_state, new_hold, self.block)
         x = np.linspace(0.0, math.pi / 2, fade, dtype=np.float32)
         audio[:fade] = old[:fade] * np.cos(x) + audio[:fade] * np.sin(x)
-        self.sampler, self.deemphasis = new, new_state
+        self.sampler, self.deemphasis, self.hold = new, new_state, new_hold
         return np.clip(audio, -1.0, 1.0)
 
     def _walk(self, n: int) -> None:
@@ -215,7 +229,7 @@ class Station:
         """What is playing, for the page and /status."""
         return {"checkpoint": self.checkpoint, "family": self.family, "step": self.step, "sample_rate": self.rate,
                 "seed": self.seed, "stream": self.stream, "temperature": round(self.temperature, 4),
-                "min_p": self.min_p, "level": self.level,
+                "min_p": self.min_p, "level": self.level, "hold_level": self.hold_level,
                 "keep_alive": {"enabled": self.keep.enabled, "temperature_range": [self.keep.low, self.keep.high],
                                "restart_from": self.data, "verdicts": self.verdicts,
                                "dead_air_restarts": self.dead_air_restarts,
