@@ -33,6 +33,7 @@ from pathlib import Path
 import numpy as np
 
 from soundalike.checkpoint import load_checkpoint, quantizer_of
+from soundalike.data import AudioDataset
 from soundalike.emphasis import decode, encode
 from soundalike.quantize import Quantizer
 from soundalike.stats import dataset_chunks, together
@@ -205,7 +206,8 @@ def data_baseline(data: Path, out: Path, count: int, seconds: float, draws: int,
 
 def render_and_measure(name: str, ckpt: Path, data: Path, out: Path, count: int, seconds: float,
                        setting: str, threads: int = 2) -> dict:
-    sampling, _, offset = setting.partition("@")
+    held = setting.endswith("~")
+    sampling, _, offset = setting.removesuffix("~").partition("@")
     temperature, _, min_p = sampling.partition(":")
     folder = out / "renders" / f"{name}@{setting}"
     done = out / "reports" / f"{name}@{setting}.row.json"
@@ -225,6 +227,12 @@ def render_and_measure(name: str, ckpt: Path, data: Path, out: Path, count: int,
             return {"setting": setting, "skipped": "no level input"}
         level = round(float(model["level_default"]) + float(offset), 2)
         args += ["--level", str(level)]
+    if held:  # held at the data's level: the checkpoint's record, or the train split's (older checkpoints)
+        ck = load_checkpoint(ckpt)
+        target = ck.get("data_level_db")
+        if target is None:
+            target = AudioDataset(data, quantizer_of(ck), "train").level_db
+        args += ["--hold-level", f"{target:.2f}"]
     t = time.perf_counter()
     soundalike(*args)
     wall = time.perf_counter() - t
@@ -267,8 +275,9 @@ def main() -> None:
     p.add_argument("--cpu-minutes", type=float, default=15.0, help="training CPU time per config (one thread)")
     p.add_argument("--parallel", type=int, default=2, help="configs trained at once")
     p.add_argument("--sampling", nargs="+", default=["1.0"],
-                   help="TEMPERATURE[:MIN_P][@DB] settings to render; @DB asks a model with a level input for its "
-                        "data's level + DB (`render --level`)")
+                   help="TEMPERATURE[:MIN_P][@DB][~] settings to render; @DB asks a model with a level input for its "
+                        "data's level + DB (`render --level`); ~ holds the tracks at the data's level "
+                        "(`render --hold-level`)")
     p.add_argument("--count", type=int, default=4)
     p.add_argument("--seconds", type=float, default=20.0)
     p.add_argument("--data-draws", type=int, default=5,
