@@ -127,10 +127,14 @@ class AudioDataset:
         """(chunks,) float32: each chunk's RMS level in dBFS, as `window_levels` reads it."""
         return loudness.energy_db(self._chunk_energies(), self.lengths).astype(np.float32)
 
-    @property
+    @functools.cached_property
     def level_db(self) -> float:
-        """The split's RMS level in dBFS, all chunks together (their energy over their samples)."""
-        return float(loudness.energy_db(self._chunk_energies().sum(), self.lengths.sum()))
+        """The split's RMS level in dBFS, all chunks together (their energy over their samples). Every checkpoint
+        records it, so it is one pass over the levels, read once, without `_energies`' per-block sums (which
+        only a model with a level input needs)."""
+        energy = sum(float(np.sum(np.square(decode(self.chunk(i), self.quantizer)[0], dtype=np.float64)))
+                     for i in range(len(self.lengths)))
+        return float(loudness.energy_db(energy, self.lengths.sum()))
 
     def chunk(self, i: int) -> np.ndarray:
         """The levels of chunk i (manifest order within the split), a (length,) view of the memmap."""

@@ -342,8 +342,8 @@ class Render:
             raise UserError(f"--out {out}: already holds {', '.join(taken[:3])}{', ...' if len(taken) > 3 else ''}; "
                             "choose another folder, or pass --overwrite to replace them")
         params = {"checkpoint": str(ckpt), "seconds": seconds, "count": args.count, "temperatures": temps,
-                  "min_p": args.min_p, "level": args.level, "hold_level": loudness.parse_hold(args.hold_level), "seed": seed, "format": args.format,
-                  "block_seconds": args.block_seconds, "weights": args.weights,
+                  "min_p": args.min_p, "level": args.level, "hold_level": loudness.parse_hold(args.hold_level),
+                  "seed": seed, "format": args.format, "block_seconds": args.block_seconds, "weights": args.weights,
                   "prime": None if args.prime is None else {"file": str(Path(args.prime).resolve()),
                                                             "seconds": args.prime_seconds,
                                                             "keep": args.keep_prime}}
