@@ -273,8 +273,14 @@ def test_level_hold_integrates_the_error_within_its_bounds():
     assert hold.block == 1024 and not hold.bias().any()  # no tilt before any audio
     # three streams: 10 dB under, at, and 10 dB over the level for 1 s
     rms = 10 ** (np.array([-30.0, -20.0, -10.0]) / 20)
-    for _ in range(16000 // 1000):
-        hold.update(np.ones((3, 1000)) * rms[:, None])
+    updates = []
+    for _ in range(16000 // 1000):  # 1,000 samples at a time, cut where the hold's blocks end
+        n = 1000
+        while n:
+            k = min(n, hold.due())
+            updates.append(hold.update(np.ones((3, k)) * rms[:, None]))
+            n -= k
+    assert sum(updates) == 16000 // 1024 and hold.due() == 1024 - 16000 % 1024  # updated once per whole block
     s = hold.strength
     assert s[0] > 0 > s[2] and abs(s[1]) < 1e-9
     # the level read starts at the level asked and averages over about a second: under 10 dB of error on average
@@ -282,9 +288,14 @@ def test_level_hold_integrates_the_error_within_its_bounds():
     bias = hold.bias().numpy()
     assert bias.shape == (3, 256) and bias.dtype == np.float32
     np.testing.assert_allclose(bias[0], s[0] * np.minimum(amplitudes ** 2, HOLD_CAP), rtol=1e-6)
+    with pytest.raises(AssertionError, match="more audio than the hold's block"):
+        hold.update(np.zeros((3, hold.due() + 1)))
     for _ in range(1000):  # silence for long: the strength stops at its bound
-        hold.update(np.zeros((3, 1000)))
+        hold.update(np.zeros((3, hold.due())))
     assert np.allclose(hold.strength, HOLD_MAX)
+    hold.update(np.full((3, 100), 0.5))  # a part of a block, kept for the next update
     again = LevelHold(-20.0, 3, 16000, amplitudes)
     again.load_state(hold.state())
-    assert np.array_equal(again.strength, hold.strength) and np.array_equal(again.energy, hold.energy)
+    for a, b in ((again.strength, hold.strength), (again.energy, hold.energy), (again.pending, hold.pending)):
+        assert np.array_equal(a, b)
+    assert again.due() == 1024 - 100

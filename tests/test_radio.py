@@ -339,6 +339,11 @@ def test_hold_level_holds_every_stream_restarts_included(project):
     assert held.stream >= 1 and held.describe()["hold_level"] == -14.0 and free.describe()["hold_level"] is None
     assert db(a[RATE * 4:]) > -18 and abs(db(b[RATE * 4:]) + 14) < 2, (db(a[RATE * 4:]), db(b[RATE * 4:]))
     assert held.hold.strength[0] < 0
+    # a restart takes the old hold's tilt, not the level it read (that may be the dead air being replaced)
+    held.hold.update(np.zeros((1, held.hold.due())))
+    new = held._new_stream(prime=True)[2]
+    assert np.array_equal(new.strength, held.hold.strength) and new.due() == new.block
+    assert new.energy[0] == pytest.approx(10 ** -1.4) != held.hold.energy[0]
 
 
 def test_dead_air_restarts_the_stream_at_once(project, monkeypatch):

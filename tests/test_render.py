@@ -344,8 +344,24 @@ def test_hold_level_steers_the_tracks_to_the_level_and_resumes_bitwise(fixture, 
     assert state["hold"]["strength"].shape == (2,) and (state["hold"]["strength"] < 0).all()
     monkeypatch.delenv("SOUNDALIKE_RENDER_STOP_AFTER")
     assert render("--resume", "part") == 0
+    # the hold's blocks count from the start, so blocks of writing that cut them (0.3 s) change nothing
+    assert render(*common, "--out", "cut", "--hold-level", "-22", "--block-seconds", "0.3") == 0
     for name in ("track-00.wav", "track-01.wav"):
-        assert (project / "part" / name).read_bytes() == (project / "held" / name).read_bytes()
+        for other in ("part", "cut"):
+            assert (project / other / name).read_bytes() == (project / "held" / name).read_bytes(), other
+
+
+def test_hold_level_holds_a_primed_render(project):
+    """Primed and held: the kept prime is written as it is, and the model's continuation comes to the level."""
+    prime_file = project / "prime.wav"
+    t = np.arange(RATE) / RATE
+    sf.write(prime_file, 0.3 * np.sin(2 * np.pi * 220 * t), RATE)
+    common = ["--prime", str(prime_file), "--prime-seconds", "0.2", "--keep-prime", "--seconds", "6", "--seed", "4"]
+    assert render(*common, "--out", "free") == 0
+    assert render(*common, "--out", "held", "--hold-level", "-22") == 0
+    free, held = (sf.read(project / d / "track-00.wav", dtype="int16")[0] for d in ("free", "held"))
+    assert len(held) == len(free) == 1600 + 6 * RATE and np.array_equal(held[:1600], free[:1600])
+    assert _rms_db(project / "free" / "track-00.wav", 3) > -15 and abs(_rms_db(project / "held" / "track-00.wav", 3) + 22) < 2
 
 
 def test_hold_level_defaults_to_the_data_level_the_checkpoint_records(project, capsys):

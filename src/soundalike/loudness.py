@@ -177,40 +177,52 @@ class LevelHold:
         self.block = max(1, round(HOLD_BLOCK_S * self.rate))
         self.energy = np.full(batch, 10.0 ** (self.level_db / 10.0))  # mean square, averaged
         self.strength = np.zeros(batch)
+        self.pending = np.zeros((batch, 0))  # audio written since the last whole block
         self.shape = np.minimum(np.square(np.asarray(amplitudes, dtype=np.float64)), HOLD_CAP)  # (levels,)
 
-    def update(self, audio: np.ndarray) -> None:
-        """Audio (B, n) just written (at most about a block: the tilt is updated once for it)."""
-        n = audio.shape[1]
-        if not n:
-            return
-        a = math.exp(-n / self.rate / HOLD_TAU_S)
-        self.energy = a * self.energy + (1 - a) * np.mean(np.square(audio, dtype=np.float64), axis=1)
+    def due(self) -> int:
+        """Samples still to write before the tilt is next updated."""
+        return self.block - self.pending.shape[1]
+
+    def update(self, audio: np.ndarray) -> bool:
+        """Audio (B, n) just written, n at most `due()`; once a whole block is written, the tilt is updated from
+        it (True). The blocks count from the stream's start, so where a caller cuts its calls does not matter."""
+        assert audio.shape[1] <= self.due(), "more audio than the hold's block has room for"
+        self.pending = np.concatenate([self.pending, audio], axis=1)
+        if self.due():
+            return False
+        a = math.exp(-self.block / self.rate / HOLD_TAU_S)
+        self.energy = a * self.energy + (1 - a) * np.mean(np.square(self.pending, dtype=np.float64), axis=1)
         error = self.level_db - energy_db(self.energy, 1.0)
-        self.strength = np.clip(self.strength + HOLD_RATE * error * n / self.rate, -HOLD_MAX, HOLD_MAX)
+        self.strength = np.clip(self.strength + HOLD_RATE * error * self.block / self.rate, -HOLD_MAX, HOLD_MAX)
+        self.pending = self.pending[:, :0]
+        return True
 
     def bias(self) -> torch.Tensor:
         """(B, levels) float32: the logit bias of the current strengths."""
         return torch.from_numpy((self.strength[:, None] * self.shape[None, :]).astype(np.float32))
 
     def state(self) -> dict[str, torch.Tensor]:
-        return {"energy": torch.from_numpy(self.energy.copy()), "strength": torch.from_numpy(self.strength.copy())}
+        return {"energy": torch.from_numpy(self.energy.copy()), "strength": torch.from_numpy(self.strength.copy()),
+                "pending": torch.from_numpy(self.pending.copy())}
 
     def load_state(self, state: dict[str, torch.Tensor]) -> None:
         self.energy, self.strength = state["energy"].double().numpy().copy(), state["strength"].double().numpy().copy()
+        pending = state.get("pending")  # absent in states saved before the blocks counted from the start
+        self.pending = self.pending[:, :0] if pending is None else pending.double().numpy().copy()
 
 
 def generate(sampler, hold: LevelHold | None, n: int, to_audio: Callable[[np.ndarray], np.ndarray]) -> np.ndarray:
     """The next n samples of a `sampling.Sampler`'s streams through `to_audio` (levels (B, k) -> the audio
-    written, (B, k)), concatenated; with a `hold`, in its blocks, its tilt updated after each."""
+    written, (B, k)), concatenated; with a `hold`, cut at its blocks, its tilt updated after each."""
     if hold is None:
         return to_audio(sampler.generate(n).numpy())
     parts = []
     while n > 0:
-        k = min(n, hold.block)
+        k = min(n, hold.due())
         audio = to_audio(sampler.generate(k).numpy())
-        hold.update(audio)
-        sampler.set_controls(bias=hold.bias())
+        if hold.update(audio):
+            sampler.set_controls(bias=hold.bias())
         parts.append(audio)
         n -= k
     return np.concatenate(parts, axis=-1)

@@ -17,8 +17,8 @@ loop, silence or noise; the station's keep-alive (`KeepAlive`) is two things:
   so within a second, and the window alone left up to 80 s of dead air on air; docs/MEASUREMENTS.md.)
 
 With `hold_level` (`radio --hold-level`) every stream is held at that RMS level as render holds its tracks
-(`loudness.LevelHold`; a restarted stream gets a hold of its own that starts from the old one's state: the
-tilt that held this model at the level).
+(`loudness.LevelHold`; a restarted stream gets a hold of its own that starts from the old one's tilt, the one
+that held this model at the level, and reads its own level from the start, not the dead air it replaces).
 
 Stream k (k = 0 at the start, +1 at each restart) draws with seed `seed + k`, so a station is reproducible
 from its seed and the data.
@@ -135,8 +135,8 @@ class Station:
         elif prime:
             self._event(f"restarted from silence, seed {self.seed + self.stream}")
         hold = loudness.make_hold(self.hold_level, 1, self.rate, self.quantizer)
-        if hold is not None and prime:  # a restart goes on from the tilt that holds this model at the level
-            hold.load_state(self.hold.state())
+        if hold is not None and prime:  # a restart goes on from the tilt that holds this model at the level,
+            hold.strength = self.hold.strength.copy()  # but reads its own level (not the dead air it replaces)
             sampler.set_controls(bias=hold.bias())
         return sampler, state, hold
 
