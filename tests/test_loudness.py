@@ -266,36 +266,81 @@ def test_level_augment_needs_a_level_input(capsys):
 
 
 def test_level_hold_integrates_the_error_within_its_bounds():
-    from soundalike.loudness import HOLD_CAP, HOLD_MAX, HOLD_RATE, LevelHold
+    from soundalike.loudness import (
+        HOLD_CAP,
+        HOLD_ERROR_DB,
+        HOLD_GAIN,
+        HOLD_MAX,
+        HOLD_RATE,
+        HOLD_TAU_S,
+        LevelHold,
+        energy_db,
+    )
 
     amplitudes = np.linspace(-1, 1, 256)
-    hold = LevelHold(-20.0, 3, 16000, amplitudes)
+    hold = LevelHold(-20.0, 4, 16000, amplitudes)
     assert hold.block == 1024 and not hold.bias().any()  # no tilt before any audio
-    # three streams: 10 dB under, at, and 10 dB over the level for 1 s
-    rms = 10 ** (np.array([-30.0, -20.0, -10.0]) / 20)
+    # four streams: 10 dB under, at, and 10 dB over the level, and silent, for 1 s
+    rms = np.append(10 ** (np.array([-30.0, -20.0, -10.0]) / 20), 0.0)
     updates = []
     for _ in range(16000 // 1000):  # 1,000 samples at a time, cut where the hold's blocks end
         n = 1000
         while n:
             k = min(n, hold.due())
-            updates.append(hold.update(np.ones((3, k)) * rms[:, None]))
+            updates.append(hold.update(np.ones((4, k)) * rms[:, None]))
             n -= k
     assert sum(updates) == 16000 // 1024 and hold.due() == 1024 - 16000 % 1024  # updated once per whole block
-    s = hold.strength
+    s, i = hold.strength, hold.integral
     assert s[0] > 0 > s[2] and abs(s[1]) < 1e-9
     # the level read starts at the level asked and averages over about a second: under 10 dB of error on average
-    assert 0.1 * HOLD_RATE * 10 < s[0] < HOLD_RATE * 10 and -HOLD_RATE * 10 < s[2] < -0.1 * HOLD_RATE * 10
+    limit = HOLD_RATE * HOLD_ERROR_DB
+    assert 0.1 * limit < i[0] < limit and -limit < i[2] < -0.1 * limit
+    # the strength: the integral plus the proportional part of the last error, the error clipped (silence: 60 dB)
+    error = np.clip(-20.0 - energy_db(hold.energy, 1.0), -HOLD_ERROR_DB, HOLD_ERROR_DB)
+    assert 0 < error[0] < error[3] < HOLD_ERROR_DB
+    np.testing.assert_allclose(s, i + HOLD_GAIN * error, atol=1e-12)
+    quiet = LevelHold(-20.0, 1, 16000, amplitudes)
+    for _ in range(40):  # 2.6 s of silence: the level read falls past -30 dB, the dB error acted on stays 10 dB
+        quiet.update(np.zeros((1, quiet.block)))
+    assert energy_db(quiet.energy, 1.0)[0] < -20 - HOLD_ERROR_DB
+    # the integral's error is linear in the energy: 10 / ln 10 (1 - E / P), E the energy read, P the level's
+    a = np.exp(-1024 / 16000 / HOLD_TAU_S)
+    linear = 10 / np.log(10) * (1 - a ** np.arange(1, 41))
+    assert quiet.integral[0] == pytest.approx(HOLD_RATE * 1024 / 16000 * linear.sum(), rel=1e-9)
+    assert quiet.strength[0] == pytest.approx(quiet.integral[0] + HOLD_GAIN * HOLD_ERROR_DB)
     bias = hold.bias().numpy()
-    assert bias.shape == (3, 256) and bias.dtype == np.float32
+    assert bias.shape == (4, 256) and bias.dtype == np.float32
     np.testing.assert_allclose(bias[0], s[0] * np.minimum(amplitudes ** 2, HOLD_CAP), rtol=1e-6)
     with pytest.raises(AssertionError, match="more audio than the hold's block"):
-        hold.update(np.zeros((3, hold.due() + 1)))
-    for _ in range(1000):  # silence for long: the strength stops at its bound
-        hold.update(np.zeros((3, hold.due())))
-    assert np.allclose(hold.strength, HOLD_MAX)
-    hold.update(np.full((3, 100), 0.5))  # a part of a block, kept for the next update
-    again = LevelHold(-20.0, 3, 16000, amplitudes)
+        hold.update(np.zeros((4, hold.due() + 1)))
+    for _ in range(1000):  # silence for long: the integral and the strength stop at their bound
+        hold.update(np.zeros((4, hold.due())))
+    assert np.allclose(hold.strength, HOLD_MAX) and np.allclose(hold.integral, HOLD_MAX)
+    hold.update(np.full((4, 100), 0.5))  # a part of a block, kept for the next update
+    again = LevelHold(-20.0, 4, 16000, amplitudes)
     again.load_state(hold.state())
-    for a, b in ((again.strength, hold.strength), (again.energy, hold.energy), (again.pending, hold.pending)):
-        assert np.array_equal(a, b)
+    for name in ("strength", "integral", "energy", "pending"):
+        assert np.array_equal(getattr(again, name), getattr(hold, name)), name
+    old = {k: v for k, v in hold.state().items() if k not in ("integral", "pending")}  # a state saved before them
+    again.load_state(old)
+    assert np.array_equal(again.integral, hold.strength) and again.due() == again.block
+    again.load_state(hold.state())
     assert again.due() == 1024 - 100
+
+
+def test_level_hold_settles_the_mean_energy_of_a_swinging_stream_at_the_level():
+    """A stream whose level swings 6 dB either way every 3 s, around a level the tilt moves (0.2 dB per unit of
+    strength), held at -20 dBFS for two minutes: its mean energy, the level of the whole render, settles at
+    -20 dB, its mean dB over 3 dB under it (an integral of the dB error held this stream 1.1 dB too loud)."""
+    from soundalike.loudness import LevelHold
+
+    hold = LevelHold(-20.0, 1, 16000, np.linspace(-1, 1, 256))
+    energies = []
+    for k in range(round(120 / 0.064)):
+        swing = 6.0 if (k * 0.064 // 3.0) % 2 else -6.0
+        x = np.full((1, hold.block), 10 ** ((-30.0 + 0.2 * hold.strength[0] + swing) / 20))
+        energies.append(np.mean(np.square(x)))
+        hold.update(x)
+    second_minute = np.array(energies[len(energies) // 2:])
+    assert abs(10 * np.log10(second_minute.mean()) + 20) < 0.2
+    assert np.mean(10 * np.log10(second_minute)) < -23

@@ -342,7 +342,8 @@ def test_hold_level_holds_every_stream_restarts_included(project):
     # a restart takes the old hold's tilt, not the level it read (that may be the dead air being replaced)
     held.hold.update(np.zeros((1, held.hold.due())))
     new = held._new_stream(prime=True)[2]
-    assert np.array_equal(new.strength, held.hold.strength) and new.due() == new.block
+    assert np.array_equal(new.integral, held.hold.integral) and np.array_equal(new.strength, held.hold.integral)
+    assert new.due() == new.block
     assert new.energy[0] == pytest.approx(10 ** -1.4) != held.hold.energy[0]
 
 

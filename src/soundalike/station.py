@@ -136,7 +136,7 @@ class Station:
             self._event(f"restarted from silence, seed {self.seed + self.stream}")
         hold = loudness.make_hold(self.hold_level, 1, self.rate, self.quantizer)
         if hold is not None and prime:  # a restart goes on from the tilt that holds this model at the level,
-            hold.strength = self.hold.strength.copy()  # but reads its own level (not the dead air it replaces)
+            hold.take_tilt(self.hold)  # but reads its own level (not the dead air it replaces)
             sampler.set_controls(bias=hold.bias())
         return sampler, state, hold
 
