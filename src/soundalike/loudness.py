@@ -163,9 +163,9 @@ def at_level(model: torch.nn.Module, level_db: float | None = None) -> torch.nn.
 # so the cold start's silence does not wind the integral up. The first version, an integral of the dB error
 # alone, settled the mean of the level in dB at L; a render's level in 2 s windows swings (on the Wesnoth
 # soundtrack by 8 dB, the recordings' own by 6.6), and the mean energy of a swinging level lies over its mean
-# dB: held renders came out 2.7 dB over the level asked there, 0.5-1.7 dB on the demo corpus. Figures:
-# docs/MEASUREMENTS.md, "Holding the level".
-# The cap keeps the tilt from pushing samples to full scale (measured without it: flat tops, DC).
+# dB: held renders came out 2.7 dB over the level asked there, 0.5-1.7 dB on the demo corpus. The cap keeps the
+# tilt from pushing samples to full scale (measured without it: flat tops, DC). Figures: docs/MEASUREMENTS.md,
+# "Holding the level".
 
 HOLD_BLOCK_S = 0.064  # seconds between updates of the tilt
 HOLD_TAU_S = 1.0  # the level the hold reads: the energy averaged over about this long (exponentially)
