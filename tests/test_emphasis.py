@@ -4,7 +4,7 @@ trips, decoding levels to audio, and the coefficient's checks."""
 import numpy as np
 import pytest
 
-from soundalike.emphasis import Emphasis, check_coefficient, decode
+from soundalike.emphasis import Emphasis, check_coefficient, decode, last_output
 from soundalike.errors import UserError
 from soundalike.quantize import Quantizer
 
@@ -62,6 +62,17 @@ def test_pieces_with_carried_state_give_the_whole_signal_bit_for_bit(a):
     np.testing.assert_array_equal(np.concatenate(ys, axis=1), whole_y)
     np.testing.assert_array_equal(np.concatenate(xs, axis=1), whole_x)
     assert ds.carry.shape == (2,) and ds.pending.shape == (2, 20000 % e.span if a else 0)
+
+
+def test_last_output_is_the_last_sample_deemphasis_put_out():
+    rng = np.random.default_rng(2)
+    y = rng.uniform(-1, 1, (3, 5000))
+    e = Emphasis(0.85)
+    whole, _ = e.deemphasize(y)
+    for cut in (e.span, e.span + 7, 4999):  # at a sub-block's end and inside one (with pending inputs)
+        _, state = e.deemphasize(y[:, :cut])
+        np.testing.assert_allclose(last_output(state, 0.85, 3), whole[:, cut - 1], rtol=1e-12, atol=1e-12)
+    assert not last_output(None, 0.85, 2).any()
 
 
 def test_decode_deemphasizes_and_clips_and_is_dequantize_when_off():

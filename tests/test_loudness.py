@@ -311,6 +311,14 @@ def test_level_hold_integrates_the_error_within_its_bounds():
     bias = hold.bias().numpy()
     assert bias.shape == (4, 256) and bias.dtype == np.float32
     np.testing.assert_allclose(bias[0], s[0] * np.minimum(amplitudes ** 2, HOLD_CAP), rtol=1e-6)
+    # an emphasized model's hold: the positive strengths tilt the emphasized amplitude, the negative ones the heard
+    emphasized = LevelHold(-20.0, 4, 16000, amplitudes, decay=0.85)
+    emphasized.load_state(hold.state())
+    tilt = emphasized.controls()
+    np.testing.assert_array_equal(tilt["bias"].numpy()[0], bias[0])
+    assert not tilt["bias"].numpy()[2].any() and tilt["pull"].dtype == torch.float32
+    np.testing.assert_array_equal(tilt["pull"].numpy(), np.minimum(s, 0).astype(np.float32))
+    assert set(hold.controls()) == {"bias"} and np.array_equal(hold.controls()["bias"], hold.bias())
     with pytest.raises(AssertionError, match="more audio than the hold's block"):
         hold.update(np.zeros((4, hold.due() + 1)))
     for _ in range(1000):  # silence for long: the integral and the strength stop at their bound

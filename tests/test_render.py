@@ -342,7 +342,22 @@ def test_hold_level_steers_the_tracks_to_the_level_and_resumes_bitwise(fixture, 
     assert render(*common, "--out", "part", "--hold-level", "-22") == 130
     state = torch.load(project / "part" / ".render-state.pt", weights_only=True)
     assert state["hold"]["strength"].shape == (2,) and (state["hold"]["strength"] < 0).all()
+    # an emphasized model's negative strength is its heard tilt's (models.heads), whose echo the state keeps
+    assert ("heard" in state["sampler"]) == (fixture == "emphasized_project")
+    if fixture == "emphasized_project":
+        assert state["sampler"]["heard"]["echo"].shape == (2,) and (state["sampler"]["pull"] < 0).all()
+        assert not state["sampler"]["bias"].any()
+        old = project / "old"  # a state saved before the heard tilt: resumed, its tilt starts where it stopped
+        old.mkdir()
+        for f in (project / "part").iterdir():
+            (old / f.name).write_bytes(f.read_bytes())
+        for key in ("heard", "pull"):
+            del state["sampler"][key]
+        torch.save(state, old / ".render-state.pt")
     monkeypatch.delenv("SOUNDALIKE_RENDER_STOP_AFTER")
+    if fixture == "emphasized_project":
+        assert render("--resume", "old") == 0
+        assert abs(_rms_db(old / "track-00.wav", 3) + 22) < 2
     assert render("--resume", "part") == 0
     # the hold's blocks count from the start, so blocks of writing that cut them (0.3 s) change nothing
     assert render(*common, "--out", "cut", "--hold-level", "-22", "--block-seconds", "0.3") == 0

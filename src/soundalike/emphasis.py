@@ -102,6 +102,16 @@ class Emphasis:
         return x[..., r:n_all], DeemphasisState(carry, todo[..., whole:].copy())
 
 
+def last_output(state: DeemphasisState | None, a: float, batch: int) -> np.ndarray:
+    """The last sample (batch,) float64 that de-emphasis with `state` put out, unclipped (0 for None: silence)."""
+    if state is None:
+        return np.zeros(batch)
+    x = np.broadcast_to(state.carry, (batch,)).astype(np.float64)
+    for k in range(state.pending.shape[-1]):
+        x = state.pending[..., k] + a * x
+    return x
+
+
 def encode(audio: np.ndarray, quantizer: Quantizer) -> np.ndarray:
     """Audio (..., n) from silence -> the levels a model of `quantizer` reads: pre-emphasized and quantized (the
     inverse of decode, but for the levels' rounding). A prime, a station's restart, a data baseline."""

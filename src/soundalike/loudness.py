@@ -155,6 +155,12 @@ def at_level(model: torch.nn.Module, level_db: float | None = None) -> torch.nn.
 # +12 dB of noise floor above 2 kHz). The hold instead tilts the softmax toward louder or quieter levels:
 # p'(q) ~ p(q) exp(s * min(y_q^2, HOLD_CAP)), y_q the amplitude level q stands for in the model's own terms (the
 # emphasized signal, when the data is emphasized), one strength s per stream, its logit bias (`heads.pick`).
+# On an emphasized model a negative strength (too loud) tilts the heard amplitude instead, min((y_q + a x)^2,
+# HOLD_CAP), x the last sample as heard, a the pre-emphasis coefficient (the sampler's heard tilt, `heads`,
+# updated every sample): a loud low-frequency sound has little emphasized amplitude, so the emphasized tilt
+# could not pull a track out of one (measured: a 47 Hz hum held for 12 s at a strength of -130), while the
+# heard one damps it at once. A positive strength keeps to the emphasized amplitude: toward a louder heard
+# amplitude, the cheapest way is a low-frequency drift (measured: DC up to 0.05 and clipping).
 # The strength is a PI controller's output, updated every HOLD_BLOCK_S from the level written (the de-emphasized
 # audio's energy E averaged over about HOLD_TAU_S), both parts within +-HOLD_MAX: s = integral + HOLD_GAIN * e,
 # e = L - dB(E) the error in dB against the level L asked, and the integral growing HOLD_RATE per second by
@@ -181,7 +187,7 @@ class LevelHold:
     written, then `bias` for the samples that follow. The level read starts at the level asked, so the hold
     acts on what the streams do, not on the silence they start from."""
 
-    def __init__(self, level_db: float, batch: int, sample_rate: int, amplitudes: np.ndarray):
+    def __init__(self, level_db: float, batch: int, sample_rate: int, amplitudes: np.ndarray, decay: float = 0.0):
         self.level_db, self.rate = float(level_db), int(sample_rate)
         self.block = max(1, round(HOLD_BLOCK_S * self.rate))
         self.target = 10.0 ** (self.level_db / 10.0)  # the mean square asked
@@ -189,7 +195,9 @@ class LevelHold:
         self.integral = np.zeros(batch)  # the controller's integral part
         self.strength = np.zeros(batch)  # integral + proportional part: the tilt applied
         self.pending = np.zeros((batch, 0))  # audio written since the last whole block
-        self.shape = np.minimum(np.square(np.asarray(amplitudes, dtype=np.float64)), HOLD_CAP)  # (levels,)
+        self.amplitudes = np.asarray(amplitudes, dtype=np.float64)  # (levels,) the model's own (emphasized)
+        self.shape = np.minimum(np.square(self.amplitudes), HOLD_CAP)  # (levels,)
+        self.decay = float(decay)  # the pre-emphasis coefficient: 0, no heard tilt
 
     def due(self) -> int:
         """Samples still to write before the tilt is next updated."""
@@ -212,8 +220,23 @@ class LevelHold:
         return True
 
     def bias(self) -> torch.Tensor:
-        """(B, levels) float32: the logit bias of the current strengths."""
-        return torch.from_numpy((self.strength[:, None] * self.shape[None, :]).astype(np.float32))
+        """(B, levels) float32: the logit bias of the current strengths (an emphasized model's: the positive
+        ones')."""
+        s = np.maximum(self.strength, 0) if self.decay else self.strength
+        return torch.from_numpy((s[:, None] * self.shape[None, :]).astype(np.float32))
+
+    def controls(self) -> dict[str, torch.Tensor]:
+        """The `Sampler.set_controls` arguments of the current strengths."""
+        if not self.decay:
+            return {"bias": self.bias()}
+        return {"bias": self.bias(), "pull": torch.from_numpy(np.minimum(self.strength, 0).astype(np.float32))}
+
+    def start(self, sampler, echo: np.ndarray) -> None:
+        """Tilt `sampler`'s streams from now on; `echo` (B,): each stream's last sample as heard (the audio's,
+        before clipping; 0 after silence), where an emphasized model's heard tilt starts."""
+        if self.decay:
+            sampler.set_heard(self.amplitudes, self.decay, HOLD_CAP, echo)
+        sampler.set_controls(**self.controls())
 
     def take_tilt(self, other: LevelHold) -> None:
         """Go on from `other`'s tilt (its integral part, as the strength to start from), reading a level of
@@ -245,7 +268,7 @@ def generate(sampler, hold: LevelHold | None, n: int, to_audio: Callable[[np.nda
         k = min(n, hold.due())
         audio = to_audio(sampler.generate(k).numpy())
         if hold.update(audio):
-            sampler.set_controls(bias=hold.bias())
+            sampler.set_controls(**hold.controls())
         parts.append(audio)
         n -= k
     return np.concatenate(parts, axis=-1)
@@ -287,4 +310,5 @@ def make_hold(level_db: float | None, batch: int, sample_rate: int, quantizer) -
     """The `LevelHold` of `batch` streams whose levels `quantizer` reads (None for no hold)."""
     if level_db is None:
         return None
-    return LevelHold(level_db, batch, sample_rate, quantizer.dequantize(np.arange(quantizer.levels)))
+    return LevelHold(level_db, batch, sample_rate, quantizer.dequantize(np.arange(quantizer.levels)),
+                     quantizer.pre_emphasis)

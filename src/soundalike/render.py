@@ -43,7 +43,7 @@ from .atomic import atomic_path, check_folder, write_json
 from .audio import iter_blocks
 from .dataset import normalization_gain
 from .device import pick_device
-from .emphasis import DeemphasisState, decode, encode
+from .emphasis import DeemphasisState, decode, encode, last_output
 from .errors import UserError
 from .quantize import Quantizer
 from .run_folder import RunFolder, newest_best, renders_for
@@ -302,6 +302,8 @@ class Render:
                 job._write(primed)
             else:  # the tracks continue the prime, so de-emphasis starts from its end, as the model does
                 job._decode(primed)
+        if job.hold is not None:
+            job._start_hold()
         job.params["prime_frames_kept"] = int(job.frames[0])
         job._save_state()
         if part.main:
@@ -376,6 +378,8 @@ class Render:
         job.peak, job.sumsq, job.frames = (state[k].numpy() for k in ("peak", "sumsq", "frames"))
         if "deemphasis" in state:
             job.deemphasis = DeemphasisState(*(state["deemphasis"][k].numpy() for k in DeemphasisState._fields))
+        if job.hold is not None and job.hold.decay and job.sampler.heard is None:
+            job._start_hold()  # a state saved before the heard tilt: it starts here, from the audio written
         if job.sampler.generated > job.target:
             raise UserError(f"{out}: already holds {job.sampler.generated / job.rate:g} s; --seconds must be more")
         for path, frames in zip(job.paths, job.frames):
@@ -390,6 +394,10 @@ class Render:
         print(f"resuming {out} at {job.sampler.generated / job.rate:.1f} s of {params['seconds']:g} s",
               file=sys.stderr)
         return job
+
+    def _start_hold(self) -> None:
+        """Start the level hold's tilt on the sampler, from the last sample written (or silence)."""
+        self.hold.start(self.sampler, last_output(self.deemphasis, self.quantizer.pre_emphasis, len(self.tracks)))
 
     def _decode(self, levels: np.ndarray) -> np.ndarray:
         """(B, n) levels -> (B, n) float32 audio, carrying the de-emphasis state to the next block."""

@@ -39,7 +39,7 @@ import torch
 from . import checkpoint as ckpt_io
 from . import loudness
 from .audio import read_audio
-from .emphasis import DeemphasisState, decode, encode
+from .emphasis import DeemphasisState, decode, encode, last_output
 from .errors import UserError
 from .stats import SILENCE_DB, clip_stats, dataset_chunks, dataset_gain
 
@@ -135,9 +135,10 @@ class Station:
         elif prime:
             self._event(f"restarted from silence, seed {self.seed + self.stream}")
         hold = loudness.make_hold(self.hold_level, 1, self.rate, self.quantizer)
-        if hold is not None and prime:  # a restart goes on from the tilt that holds this model at the level,
-            hold.take_tilt(self.hold)  # but reads its own level (not the dead air it replaces)
-            sampler.set_controls(bias=hold.bias())
+        if hold is not None:
+            if prime:  # a restart goes on from the tilt that holds this model at the level,
+                hold.take_tilt(self.hold)  # but reads its own level (not the dead air it replaces)
+            hold.start(sampler, last_output(state, self.quantizer.pre_emphasis, 1))
         return sampler, state, hold
 
     def _event(self, what: str) -> None:

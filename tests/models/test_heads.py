@@ -192,6 +192,85 @@ def test_a_logit_bias_draws_the_same_samples_in_every_sampler(min_p):
             Sampler(families("coarse_fine", 65536)[0], 2).set_controls(bias=torch.zeros(2, 65536))
 
 
+def heard_echo(levels: torch.Tensor, amp: np.ndarray, decay: float, start: np.ndarray) -> np.ndarray:
+    """The heard tilt's echo after `levels` (B, n), by its float32 recursion, one sample at a time."""
+    echo, a = start.astype(np.float32), np.float32(decay)
+    for q in levels.T.numpy():
+        echo = amp[q] + a * echo
+    return echo
+
+
+@pytest.mark.parametrize("min_p", [0.0, 0.2])
+def test_a_heard_tilt_draws_the_same_samples_in_every_sampler(min_p):
+    """The heard tilt (the level hold's on emphasized models), beside a logit bias: the compiled loops, the numpy
+    fallback and the torch backends draw the reference generator's samples for both families and carry the echo
+    as its recursion does; the echo's start matters; set mid-stream and resumed from a state, the same again."""
+    backends = ["torch"] + (["c"] if kernel.load() is not None else [])
+    torch.manual_seed(5)
+    bias = torch.randn(2, 256) * 2
+    amp = Quantizer("mulaw", 256).dequantize(np.arange(256)).astype(np.float32)
+    pull, start = torch.tensor([-60.0, -25.0]), np.array([0.4, -0.3])
+    heard = heads.Heard(torch.from_numpy(amp), 0.85, 0.1, torch.from_numpy(start))
+    temps = torch.tensor([1.0, 0.5])
+    for model in families("softmax", 256):
+        sample_rnn = isinstance(model, SampleRNN)
+        hop = Sampler(model, 2).stepper.hop  # SampleRNN: a top frame
+        n = hop * -(-(3 * model.lookback + 100) // hop)  # whole hops: the samplers draw no further than asked
+        kw = {"batch": 2, "temperature": temps, "seed": 9, "min_p": min_p, "bias": bias}
+        ref = reference_generate(model, n, pull=pull, heard=heard, **kw)
+        assert len(ref[0].unique()) > 10
+        assert not torch.equal(ref, reference_generate(model, n, **kw))
+        other = heads.Heard(heard.amp, 0.85, 0.1, torch.tensor([-0.4, 0.3]))
+        assert not torch.equal(ref, reference_generate(model, n, pull=pull, heard=other, **kw))
+        for backend in backends + (["numpy"] if sample_rnn else []):
+            s = Sampler(model, 2, temps, seed=9, backend=backend, min_p=min_p)
+            s.set_heard(amp, 0.85, 0.1, start)
+            s.set_controls(bias=bias, pull=pull)
+            assert torch.equal(s.generate(n), ref), (type(model).__name__, backend)
+            np.testing.assert_array_equal(s.heard.echo.numpy(), heard_echo(ref, amp, 0.85, start))
+        # turned on after the first top frame, then resumed from a state taken later
+        whole = Sampler(model, 2, temps, seed=9, min_p=min_p)
+        a = whole.generate(hop)
+        whole.set_heard(amp, 0.85, 0.1, start)
+        whole.set_controls(pull=pull)
+        b = whole.generate(n - hop)
+        first = Sampler(model, 2, temps, seed=9, min_p=min_p)
+        c = first.generate(hop)
+        first.set_heard(amp, 0.85, 0.1, start)
+        first.set_controls(pull=pull)
+        d = first.generate(40)
+        second = Sampler(model, 2, 1.0, seed=0)
+        second.load_state_dict(first.state_dict())
+        assert torch.equal(torch.cat([c, d, second.generate(n - hop - 40)], dim=1), torch.cat([a, b], dim=1))
+        assert not torch.equal(b, Sampler(model, 2, temps, seed=9, min_p=min_p).generate(n)[:, hop:])
+    with pytest.raises(AssertionError, match="softmax"):
+        Sampler(families("coarse_fine", 65536)[0], 2).set_heard(np.zeros(65536), 0.85, 0.1, 0.0)
+
+
+def test_a_heard_tilt_damps_the_lows_that_the_emphasized_tilt_leaves():
+    """What the heard tilt is for: with the same negative strength, streams tilted on the heard amplitude come out
+    quieter as heard (de-emphasized) than streams tilted on the emphasized amplitude, and with less of their
+    energy in the lowest eighth of the band, which the emphasized tilt leaves as it was (a random model)."""
+    model = families("softmax", 256)[0]
+    amp = Quantizer("mulaw", 256).dequantize(np.arange(256)).astype(np.float32)
+    shape = torch.from_numpy(np.minimum(amp ** 2, 0.1))
+
+    def heard(**tilt) -> tuple[float, float]:  # level and low share in dB
+        s = Sampler(model, 4, 1.0, seed=3)
+        s.set_heard(amp, 0.85, 0.1, 0.0)
+        s.set_controls(**tilt)
+        y = amp[s.generate(4000).numpy()].astype(np.float64)
+        x = np.zeros_like(y)
+        for k in range(y.shape[1]):
+            x[:, k] = y[:, k] + 0.85 * (x[:, k - 1] if k else 0)
+        power = np.abs(np.fft.rfft(x, axis=1)) ** 2
+        return 10 * math.log10(np.mean(x ** 2)), 10 * math.log10(power[:, :power.shape[1] // 8].sum() / power.sum())
+
+    free, emphasized, tilted = heard(), heard(bias=-40 * shape.expand(4, -1)), heard(pull=-40.0)
+    assert abs(emphasized[1] - free[1]) < 0.5 and tilted[1] < emphasized[1] - 2, (free, emphasized, tilted)
+    assert tilted[0] < emphasized[0] < free[0] - 6, (free, emphasized, tilted)
+
+
 @pytest.mark.parametrize("weights", ["bf16", "int8"])
 @pytest.mark.parametrize("batch", [1, 3])  # the sparse per-stream products (1) and the dense ones (3)
 def test_coarse_fine_compact_weights_compiled_equals_torch(weights, batch):
@@ -249,16 +328,23 @@ def test_cuda_graphs_take_a_logit_bias_that_comes_changes_and_goes():
     the eager torch backend, for both families."""
     torch.manual_seed(4)
     biases = [torch.randn(2, 256) * 3, torch.randn(2, 256) * 3, torch.zeros(2, 0)]
+    amp = Quantizer("mulaw", 256).dequantize(np.arange(256)).astype(np.float32)
     for model in families("softmax", 256):
         model = model.float().cuda()
         hop = model.frame_sizes[0] * model.frame_sizes[1] if isinstance(model, SampleRNN) else 1
-        outs = []
+        outs, echoes = [], []
         for backend in ("torch", "graph"):
             s = Sampler(model, 2, [1.0, 0.5], seed=6, backend=backend, device_noise=True)
             parts = [s.generate(5 * hop + 40)]
             for bias in biases:
                 s.set_controls(bias=bias)
                 parts.append(s.generate(5 * hop + 40))
+            s.set_heard(amp, 0.85, 0.1, [0.2, -0.1])  # and a heard tilt, whose echo the graph carries
+            for pull in ([-30.0, -10.0], [-5.0, 0.0]):
+                s.set_controls(pull=pull)
+                parts.append(s.generate(5 * hop + 40))
             outs.append(torch.cat(parts, dim=1))
+            echoes.append(s.heard.echo.cpu())
         assert torch.equal(outs[1], outs[0]), type(model).__name__
+        assert torch.equal(echoes[1], echoes[0]), type(model).__name__
         assert len(outs[0].unique()) > 10

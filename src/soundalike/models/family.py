@@ -32,8 +32,9 @@ class Family:
     # (model, device=, dtype=, backend=, weights=) -> its `sampling.engine.Stepper`; imports the stepper's
     # module only when called, so that building and training a model never loads the sampling code.
     stepper: Callable[..., Any]
-    # (model, n_samples, batch, temperature, seed, prime, min_p, bias=) -> (B, n_samples) levels: the plain generator,
-    # one step per sample, that the stepper is tested against (`sampling.reference.generate`).
+    # (model, n_samples, batch, temperature, seed, prime, min_p, bias=[, pull=, heard=]) -> (B, n_samples) levels:
+    # the plain generator, one step per sample, that the stepper is tested against (`sampling.reference.generate`;
+    # pull and heard, the heard tilt, only when one is asked for).
     reference: Callable[..., torch.Tensor]
     # Compact-weights rule (`render --weights bf16|int8`): names (suffixes) of the weight matrices that the
     # stepper keeps exact; every other weight matrix is stored rounded.

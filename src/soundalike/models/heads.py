@@ -18,7 +18,10 @@ pre-drawn numbers. A categorical is drawn by Gumbel-max, argmax(float32(logits) 
 first index on ties, among the levels whose tempered probability is at least `min_p` times the most likely
 one's (min-p sampling: `log_floor` = log(min_p), -inf when off). A softmax head's draw may add a per-stream
 `bias` (B, levels) to the tempered logits first (an exponential tilt of the distribution: `loudness.LevelHold`
-steers a render's level with it); the floor then applies to the tilted distribution. The mixture draws its component that way
+steers a render's level with it), and a *heard tilt* `pull * min((amp[q] + decay * echo)^2, cap)`, where `echo`
+is the stream's last sample as heard (the de-emphasized value, unclipped) and `amp` the levels' amplitudes, so
+that amp[q] + decay * echo is what level q would sound as; each draw updates echo to amp[q] + decay * echo (all in
+float32, in this order, unfused); the floor then applies to the tilted distribution. The mixture draws its component that way
 (noise[:K] Gumbel), then a logistic sample mu + exp(log_s) * temperature * logit(u'), where u = noise[K] is
 uniform and u' = tail + (1 - 2 tail) u keeps the part of the logistic whose density is at least min_p times
 its peak (tail = (1 - sqrt(1 - min_p)) / 2: the density relative to the peak is 4 u (1 - u)), computed in
@@ -81,30 +84,66 @@ def split_digits(levels: torch.Tensor, n_levels: int) -> torch.Tensor:
 
 
 class Controls(NamedTuple):
-    """Per-stream sampling controls, each (B,) float32 on the model's device."""
+    """Per-stream sampling controls, float32 on the model's device: (B,) each but where said."""
 
     temperature: torch.Tensor
     log_floor: torch.Tensor  # log(min_p); -inf: no floor
     tail: torch.Tensor  # (1 - sqrt(1 - min_p)) / 2: the logistic's cut tail mass on each side
     bias: torch.Tensor  # (B, levels) added to a softmax head's tempered logits; (B, 0): none
+    pull: torch.Tensor  # the heard tilt's strength (module docstring); (0,): no heard tilt
+    echo: torch.Tensor  # each stream's last sample as heard, updated by the draws (state, not a control); (0,)
+    amp: torch.Tensor  # (levels,): the amplitude of each level; (0,)
+    decay: torch.Tensor  # (1,): the echo's decay (the pre-emphasis coefficient)
+    cap: torch.Tensor  # (1,): the heard tilt's cap on a squared amplitude
 
 
-def controls(temperature: torch.Tensor, min_p: torch.Tensor, bias: torch.Tensor | None = None) -> Controls:
-    """Controls from temperatures and min-p floors (B,) float32, min_p in [0, 1], and an optional logit bias
-    (B, levels) (None: none)."""
+class Heard(NamedTuple):
+    """What the heard tilt needs besides its strength: the levels' amplitudes (levels,), the echo's decay and the
+    cap of the squared amplitude (floats), and where each stream's echo starts (B,)."""
+
+    amp: torch.Tensor
+    decay: float
+    cap: float
+    echo: torch.Tensor
+
+
+def controls(temperature: torch.Tensor, min_p: torch.Tensor, bias: torch.Tensor | None = None,
+             pull: torch.Tensor | None = None, heard: Heard | None = None) -> Controls:
+    """Controls from temperatures and min-p floors (B,) float32, min_p in [0, 1], an optional logit bias
+    (B, levels) and an optional heard tilt: strengths `pull` (B,) and `heard` (None: none). The controls hold
+    `heard.echo` itself when it is float32 and contiguous, so that the draws update it in place."""
     mp = min_p.double()
     log_floor = torch.where(mp > 0, mp.clamp_min(1e-300).log(), torch.full_like(mp, -math.inf))
     tail = (1 - torch.sqrt(1 - mp)) / 2
+    dev = temperature.device
     if bias is None:
-        bias = torch.zeros((len(temperature), 0), device=temperature.device)
-    return Controls(temperature.float(), log_floor.float(), tail.float(), bias.float().contiguous())
+        bias = torch.zeros((len(temperature), 0), device=dev)
+    none = torch.zeros(0, device=dev)
+    if pull is None:
+        pull, echo, amp, decay, cap = none, none, none, 0.0, 0.0
+    else:
+        assert heard is not None, "a heard tilt's strength without what it needs"
+        echo = heard.echo if heard.echo.dtype == torch.float32 else heard.echo.float()
+        pull, amp, decay, cap = pull.float().contiguous(), heard.amp.float().contiguous(), heard.decay, heard.cap
+    decay_cap = torch.tensor([decay, cap], dtype=torch.float32, device=dev)
+    return Controls(temperature.float(), log_floor.float(), tail.float(), bias.float().contiguous(), pull,
+                    echo.contiguous(), amp, decay_cap[:1], decay_cap[1:])
+
+
+def heard_tilt(c: Controls) -> torch.Tensor:
+    """The heard tilt's logit terms (B, levels), in the documented order."""
+    d = c.amp + c.decay * c.echo[:, None]
+    return c.pull[:, None] * torch.minimum(d * d, c.cap)
 
 
 def pick(logits: torch.Tensor, c: Controls, gumbel: torch.Tensor) -> torch.Tensor:
-    """Gumbel-max draw with temperature, logit bias and min-p floor: logits (B, n), gumbel (B, n) -> (B,) int64."""
+    """Gumbel-max draw with temperature, logit bias, heard tilt and min-p floor: logits (B, n), gumbel (B, n) ->
+    (B,) int64. The echo is not updated here (`Head.draw` does)."""
     v = logits.float() / c.temperature[:, None]
     if c.bias.shape[-1]:
         v = v + c.bias
+    if c.pull.shape[-1]:
+        v = v + heard_tilt(c)
     keep = v >= v.amax(dim=-1, keepdim=True) + c.log_floor[:, None]
     return torch.where(keep, v + gumbel, -math.inf).argmax(dim=-1)
 
@@ -166,8 +205,11 @@ class Head(nn.Module):
         """One sample per stream by the module's rule: params (B, n_params), z (B, dim), noise (B, noise_width)
         -> levels (B,) int64."""
         if self.kind == "softmax":
-            return pick(params, c, noise)
-        assert not c.bias.shape[-1], "a logit bias is for softmax heads only"
+            level = pick(params, c, noise)
+            if c.pull.shape[-1]:
+                c.echo.copy_(c.amp[level] + c.decay * c.echo)
+            return level
+        assert not c.bias.shape[-1] and not c.pull.shape[-1], "logit tilts are for softmax heads only"
         if self.kind == "coarse_fine":
             n = self.n_params
             coarse = pick(params, c, noise[:, :n])

@@ -27,7 +27,9 @@ from ..atomic import atomic_open
 SOURCES = Path(__file__).resolve().parent / "csrc"
 # Without -march: any CPU of the architecture. -fno-math-errno lets exp / tanh inline; -Wno-psabi silences a
 # note on passing 512-bit vectors between inlined functions (never across the library's interface).
-PORTABLE_FLAGS = ["-O3", "-fPIC", "-std=c++17", "-fno-math-errno", "-pthread", "-Wno-psabi"]
+# -ffp-contract=off: a multiply and an add are rounded apart, as torch does (the sampling head's tilts are
+# compared bit for bit; the products' own fused multiply-adds are explicit intrinsics).
+PORTABLE_FLAGS = ["-O3", "-fPIC", "-std=c++17", "-fno-math-errno", "-ffp-contract=off", "-pthread", "-Wno-psabi"]
 
 
 class BuildError(Exception):

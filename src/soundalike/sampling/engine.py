@@ -18,7 +18,7 @@ import torch
 
 from .. import loudness
 from ..models import family_of
-from ..models.heads import Controls, Head, controls
+from ..models.heads import Controls, Head, Heard, controls
 from .reference import NoiseStream
 
 # A stepper's weight storage. full: the compute dtype. bf16: weight matrices rounded to bfloat16. int8: each
@@ -142,13 +142,25 @@ def temperatures(temperature, batch: int, what: str = "temperatures") -> torch.T
     return temp.expand(batch).clone()
 
 
-def stream_controls(temperature, min_p, batch: int, device=None, bias: torch.Tensor | None = None) -> Controls:
-    """The sampling controls of `batch` streams from one temperature and min-p floor or one per stream each, and
-    a logit bias (levels,) or (batch, levels) (None: none)."""
+def stream_controls(temperature, min_p, batch: int, device=None, bias: torch.Tensor | None = None,
+                    pull=None, heard: Heard | None = None) -> Controls:
+    """The sampling controls of `batch` streams from one temperature and min-p floor or one per stream each, a
+    logit bias (levels,) or (batch, levels) (None: none), and a heard tilt: one strength `pull` or one per
+    stream, with `heard` (its echo copied: the draws update the controls' own)."""
     if bias is not None:
         bias = torch.as_tensor(bias, dtype=torch.float32).to(device).expand(batch, -1)
+    if pull is not None:
+        pull = temperatures(pull, batch, "strengths").to(device)
+        heard = heard_on(heard, batch, device)
     return controls(temperatures(temperature, batch).to(device), temperatures(min_p, batch, "min-p floors").to(device),
-                    bias)
+                    bias, pull, heard)
+
+
+def heard_on(heard: Heard, batch: int, device) -> Heard:
+    """`heard` with its tensors as the controls hold them on `device`: float32, the echo (batch,), a copy."""
+    echo = torch.as_tensor(heard.echo, dtype=torch.float32).reshape(-1).expand(batch).clone().to(device)
+    return Heard(torch.as_tensor(heard.amp, dtype=torch.float32).to(device), float(heard.decay), float(heard.cap),
+                 echo)
 
 
 def stepper_head(head: Head, device, dtype: torch.dtype, weights: str) -> Head:
@@ -207,6 +219,8 @@ class Sampler:
         self.temperature = temperatures(temperature, batch).to(self.device)
         self.min_p = temperatures(min_p, batch, "min-p floors").to(self.device)
         self.bias = torch.zeros((batch, 0), device=self.device)  # none
+        self.pull: torch.Tensor | None = None  # the heard tilt's strengths (None: no heard tilt)
+        self.heard: Heard | None = None
         self.controls = controls(self.temperature, self.min_p)
         # device_noise: draw the noise on the model's device (see reference.NoiseStream).
         self.noise = NoiseStream(batch, s.head.noise_width, seed, device=self.device if device_noise else "cpu",
@@ -226,10 +240,11 @@ class Sampler:
         self._logits: torch.Tensor | None = None  # logits of the samples in `seq`, when asked for
         s.reset(batch)
 
-    def set_controls(self, temperature=None, min_p=None, bias=None) -> None:
-        """Change the temperature and/or min-p floor (one value or one per stream) and/or the logit bias
-        ((B, levels), a softmax head's only; (B, 0) for none) from the next sample the streams draw on (samples
-        drawn ahead of those returned, at most a top frame's, keep what they were drawn with)."""
+    def set_controls(self, temperature=None, min_p=None, bias=None, pull=None) -> None:
+        """Change the temperature and/or min-p floor (one value or one per stream), the logit bias
+        ((B, levels), a softmax head's only; (B, 0) for none) and/or the heard tilt's strength (one or one per
+        stream; `set_heard` first) from the next sample the streams draw on (samples drawn ahead of those
+        returned, at most a top frame's, keep what they were drawn with)."""
         if temperature is not None:
             self.temperature = temperatures(temperature, self.batch).to(self.device)
         if min_p is not None:
@@ -239,7 +254,20 @@ class Sampler:
             assert bias.shape in ((self.batch, 0), (self.batch, self.q_levels)), f"bias of shape {tuple(bias.shape)}"
             assert not bias.shape[1] or self.stepper.head.kind == "softmax", "a logit bias is for softmax heads"
             self.bias = bias.to(self.device)
-        self.controls = controls(self.temperature, self.min_p, self.bias)
+        if pull is not None:
+            assert self.heard is not None, "set_heard before a heard tilt's strength"
+            self.pull = temperatures(pull, self.batch, "strengths").to(self.device)
+        self.controls = controls(self.temperature, self.min_p, self.bias, self.pull, self.heard)
+
+    def set_heard(self, amp, decay: float, cap: float, echo) -> None:
+        """Turn on the heard tilt (`models.heads`; strength 0 until `set_controls(pull=...)`): the levels'
+        amplitudes (levels,), the echo's decay, the cap, and each stream's echo (one or (B,)): its last sample
+        as heard, e.g. a prime's last de-emphasized sample (0 after silence)."""
+        assert self.stepper.head.kind == "softmax", "a heard tilt is for softmax heads"
+        assert len(amp) == self.q_levels, f"{len(amp)} amplitudes for {self.q_levels} levels"
+        self.heard = heard_on(Heard(amp, decay, cap, echo), self.batch, self.device)
+        self.pull = torch.zeros(self.batch, device=self.device)
+        self.controls = controls(self.temperature, self.min_p, self.bias, self.pull, self.heard)
 
     @torch.no_grad()
     def prime(self, levels: np.ndarray | torch.Tensor) -> int:
@@ -326,6 +354,9 @@ class Sampler:
             "temperature": self.temperature.cpu().clone(),
             "min_p": self.min_p.cpu().clone(),
             "bias": self.bias.cpu().clone(),
+            **({} if self.heard is None else {"pull": self.pull.cpu().clone(), "heard": {
+                "amp": self.heard.amp.cpu().clone(), "decay": self.heard.decay, "cap": self.heard.cap,
+                "echo": self.heard.echo.cpu().clone()}}),
             "generated": self.generated,
         }
 
@@ -341,7 +372,12 @@ class Sampler:
         self.temperature = state["temperature"].to(self.device)
         self.min_p = state.get("min_p", torch.zeros_like(state["temperature"])).to(self.device)
         self.bias = state.get("bias", torch.zeros((self.batch, 0))).to(self.device)
-        self.controls = controls(self.temperature, self.min_p, self.bias)
+        self.heard = self.pull = None
+        if "heard" in state:
+            h = state["heard"]
+            self.heard = heard_on(Heard(h["amp"], h["decay"], h["cap"], h["echo"]), self.batch, self.device)
+            self.pull = state["pull"].to(self.device)
+        self.controls = controls(self.temperature, self.min_p, self.bias, self.pull, self.heard)
         self.generated = state["generated"]
         self.noise.load_state(state["noise"])
         self._noise = None

@@ -100,7 +100,8 @@ class Streams(ctypes.Structure):
 
     _fields_ = [("batch", _i32), ("seq", _ptr), ("seq_stride", _i64), ("pos", _i64), ("noise", _ptr),
                 ("noise_stride", _i64), ("temperature", _ptr), ("log_floor", _ptr), ("tail", _ptr),
-                ("bias", _ptr), ("logits", _ptr), ("logits_stride", _i64)]
+                ("bias", _ptr), ("pull", _ptr), ("echo", _ptr), ("amp", _ptr), ("decay", ctypes.c_float),
+                ("cap", ctypes.c_float), ("logits", _ptr), ("logits_stride", _i64)]
 
 
 STRUCTS = {"sl_matrix": Matrix, "sl_linear": Linear, "sl_rnn_layer": RnnLayer, "sl_tier": Tier,
@@ -220,18 +221,22 @@ def linear(w: torch.Tensor | Blocks | None, b: torch.Tensor | None, rows: int, c
 
 
 def streams(seq: torch.Tensor, pos: int, noise: torch.Tensor, controls, logits: torch.Tensor | None) -> Streams:
-    """The struct of a call's streams: seq (B, L) int64, noise (B, n, W) float32, controls (`heads.Controls`, each
-    (B,) float32 but the bias, (B, levels) or (B, 0) for none), logits (B, n, P) or None; each stream's rows
-    (n, W) and (n, P) contiguous."""
+    """The struct of a call's streams: seq (B, L) int64, noise (B, n, W) float32, controls (`heads.Controls`,
+    contiguous float32; the echo is updated in place), logits (B, n, P) or None; each stream's rows (n, W) and
+    (n, P) contiguous."""
     W = noise.shape[2]
     assert seq.is_contiguous() and noise.stride(2) == 1 and noise.stride(1) == W
     assert logits is None or (logits.stride(2) == 1 and logits.stride(1) == logits.shape[2])
     assert all(c.is_contiguous() and c.dtype == torch.float32 for c in controls)
     lo = (None, 0) if logits is None else (logits.data_ptr(), logits.stride(0))
     bias = controls.bias.data_ptr() if controls.bias.shape[-1] else None
+    heard: tuple = (None, None, None, 0.0, 0.0)
+    if controls.pull.shape[-1]:
+        heard = (controls.pull.data_ptr(), controls.echo.data_ptr(), controls.amp.data_ptr(),
+                 controls.decay.item(), controls.cap.item())
     return Streams(seq.shape[0], seq.data_ptr(), seq.stride(0), pos, noise.data_ptr(), noise.stride(0),
                    controls.temperature.data_ptr(), controls.log_floor.data_ptr(), controls.tail.data_ptr(), bias,
-                   *lo)
+                   *heard, *lo)
 
 
 def head(h, params: Linear, dtype: torch.dtype, weights: str = "full", params_t: torch.Tensor | None = None,
@@ -330,15 +335,26 @@ def load() -> Kernel | None:
     return kernel
 
 
+def heard_numpy(controls) -> tuple | None:
+    """The heard tilt of `controls` (`heads.Controls`, on the CPU) as `mlp_frame_numpy` takes it (None: none);
+    the echo shares memory with the controls' own."""
+    if not controls.pull.shape[-1]:
+        return None
+    return (controls.pull.numpy(), controls.echo.numpy(), controls.amp.numpy(), controls.decay.numpy()[0],
+            controls.cap.numpy()[0])
+
+
 def mlp_frame_numpy(tables: np.ndarray, cond: np.ndarray, w1: np.ndarray, b1: np.ndarray, w2: np.ndarray,
                     b2: np.ndarray, seq: np.ndarray, pos: int, noise: np.ndarray, temp: np.ndarray,
-                    log_floor: np.ndarray, logits_out: np.ndarray | None, bias: np.ndarray | None = None) -> None:
+                    log_floor: np.ndarray, logits_out: np.ndarray | None, bias: np.ndarray | None = None,
+                    heard: tuple | None = None) -> None:
     """The same loop as the C++ kernel for a softmax head over at most heads.BYTE_INPUT_LEVELS levels, one
     sample at a time in numpy (the fallback).
 
     tables (C, Q, D), cond (B, n, D), w1 (D, D), w2 (Q, D), seq (B, L) int64 written at [pos, pos + n),
     noise (B, n, Q) float32 Gumbel, temp and log_floor (B,) float32, logits_out (B, n, Q) or None, bias (B, Q)
-    float32 or None.
+    float32 or None, heard None or the heard tilt (pull (B,), echo (B,) updated in place, amp (Q,), all float32,
+    decay and cap float32 scalars).
     """
     C, Q, D = tables.shape
     n = cond.shape[1]
@@ -357,7 +373,14 @@ def mlp_frame_numpy(tables: np.ndarray, cond: np.ndarray, w1: np.ndarray, b1: np
         v = logits.astype(np.float32) / temp[:, None]
         if bias is not None:
             v += bias
+        if heard is not None:
+            pull, echo, amp, decay, cap = heard
+            e = decay * echo
+            d = amp + e[:, None]
+            v += pull[:, None] * np.minimum(d * d, cap)
         keep = v >= v.max(axis=1, keepdims=True) + log_floor[:, None]
-        seq[rows, pos + j] = np.where(keep, v + noise[:, j], -np.inf).argmax(axis=1)
+        seq[rows, pos + j] = level = np.where(keep, v + noise[:, j], -np.inf).argmax(axis=1)
+        if heard is not None:
+            echo[:] = amp[level] + e
         if logits_out is not None:
             logits_out[:, j] = logits

@@ -103,12 +103,14 @@ class StreamSlice(NoiseStream):
 
 def generate(model: torch.nn.Module, n_samples: int, batch: int = 1, temperature: float | torch.Tensor = 1.0,
              seed: int = 0, prime: torch.Tensor | None = None, min_p: float | torch.Tensor = 0.0,
-             bias: torch.Tensor | None = None) -> torch.Tensor:
+             bias: torch.Tensor | None = None, pull=None, heard=None) -> torch.Tensor:
     """Generate (B, n_samples) levels from silence (after `prime` (T,) or (B, T) levels, teacher-forced) with
-    the plain generator of `model`'s family; `min_p` the floor and `bias` (levels,) or (B, levels) the logit
-    bias of `models.heads` (0 and None: none)."""
+    the plain generator of `model`'s family; `min_p` the floor, `bias` (levels,) or (B, levels) the logit
+    bias and `pull` (one or (B,)) with `heard` (`heads.Heard`) the heard tilt of `models.heads` (0 and None:
+    none)."""
     from ..loudness import at_level
     from ..models import family_of
 
     model = at_level(model)  # a level input at the model's `level_default`, as `engine.make_stepper` folds it
-    return family_of(model).reference(model, n_samples, batch, temperature, seed, prime, min_p, bias=bias)
+    tilt = {} if pull is None else {"pull": pull, "heard": heard}  # a family without a heard tilt needs no such keys
+    return family_of(model).reference(model, n_samples, batch, temperature, seed, prime, min_p, bias=bias, **tilt)

@@ -13,7 +13,7 @@ from .model import SampleRNN
 @torch.no_grad()
 def generate(model: SampleRNN, n_samples: int, batch: int = 1, temperature: float | torch.Tensor = 1.0,
              seed: int = 0, prime: torch.Tensor | None = None, min_p: float | torch.Tensor = 0.0,
-             bias: torch.Tensor | None = None) -> torch.Tensor:
+             bias: torch.Tensor | None = None, pull=None, heard=None) -> torch.Tensor:
     """Generate (B, n_samples) levels from silence, following the randomness contract of `sampling.reference`.
 
     `prime` (T,) or (B, T) levels are fed first, teacher-forced (no noise drawn for them), after silence
@@ -21,7 +21,7 @@ def generate(model: SampleRNN, n_samples: int, batch: int = 1, temperature: floa
     """
     model.eval()
     device = next(model.parameters()).device
-    c = stream_controls(temperature, min_p, batch, device, bias)
+    c = stream_controls(temperature, min_p, batch, device, bias, pull, heard)
     silence = model.q_levels // 2
     lookback, fs = model.lookback, model.frame_sizes[0]
     forced = 0

@@ -309,8 +309,8 @@ class SampleRNNStepper:
         in, the new samples copied out; the recurrent state is updated in place.
         """
         C, hop = self.context, self.hop
-        if self._graph is not None and self._controls.bias.shape != controls.bias.shape:
-            self._graph = None  # a logit bias came or went: capture again with its buffer
+        if self._graph is not None and [x.shape for x in self._controls] != [x.shape for x in controls]:
+            self._graph = None  # a logit bias or heard tilt came or went: capture again with its buffers
         if self._graph is None:
             self._win = torch.empty((self.batch, C + hop), dtype=torch.long, device=self.device)
             self._nz = torch.empty_like(noise)
@@ -331,6 +331,7 @@ class SampleRNNStepper:
             for st, sv in zip(self.states, saved):
                 st.copy_(sv)
             self._win[:, :C].copy_(seq[:, pos - C:pos])
+            self._controls.echo.copy_(controls.echo)
             graph = torch.cuda.CUDAGraph()
             try:
                 with torch.cuda.graph(graph):
@@ -342,6 +343,7 @@ class SampleRNNStepper:
             self._graph = graph
         self._graph.replay()
         seq[:, pos:pos + hop].copy_(self._win[:, C:])
+        controls.echo.copy_(self._controls.echo)  # the heard tilt's state, advanced in the graph's buffer
 
     def _advance_c(self, seq, pos, noise, controls, logits) -> None:
         """`advance` in one foreign call: every tier step and sample of the top frame in compiled code."""
@@ -356,7 +358,8 @@ class SampleRNNStepper:
             _kernel.mlp_frame_numpy(p["tables"], cond.numpy(), p["w1"], p["b1"], p["w2"], p["b2"], seq.numpy(),
                                     pos, noise.numpy(), controls.temperature.numpy(), controls.log_floor.numpy(),
                                     None if logits is None else logits.numpy(),
-                                    controls.bias.numpy() if controls.bias.shape[-1] else None)
+                                    controls.bias.numpy() if controls.bias.shape[-1] else None,
+                                    _kernel.heard_numpy(controls))
         else:
             self._sample_frame_torch(seq, pos, cond, noise, controls, logits)
 

@@ -216,8 +216,8 @@ class WaveNetStepper:
         The graph works on static buffers: the newest sample, the noise, the temperatures and the step number
         (which ring slots to use) are copied in, the new samples copied out; the ring is updated in place.
         """
-        if self._graph is not None and self._controls.bias.shape != controls.bias.shape:
-            self._graph = None  # a logit bias came or went: capture again with its buffer
+        if self._graph is not None and [x.shape for x in self._controls] != [x.shape for x in controls]:
+            self._graph = None  # a logit bias or heard tilt came or went: capture again with its buffers
         if self._graph is None:
             self._win = torch.empty((self.batch, 1 + self.hop), dtype=torch.long, device=self.device)
             self._nz = torch.empty_like(noise)
@@ -245,6 +245,7 @@ class WaveNetStepper:
             torch.cuda.current_stream(self.device).wait_stream(side)
             self.ring.copy_(saved)
             self._win[:, 0].copy_(seq[:, pos - 1])
+            self._controls.echo.copy_(controls.echo)
             graph = torch.cuda.CUDAGraph()
             try:
                 with torch.cuda.graph(graph):
@@ -257,6 +258,7 @@ class WaveNetStepper:
         self._graph.replay()
         self.step_count = step_count + self.hop  # the Python side of body() ran at capture, not at replay
         seq[:, pos:pos + self.hop].copy_(self._win[:, 1:])
+        controls.echo.copy_(self._controls.echo)  # the heard tilt's state, advanced in the graph's buffer
 
     def _step(self, level: torch.Tensor, read: torch.Tensor, write: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """The newest input level (B,) -> the head's parameters (B, n_params) and features (B, O) of the next
@@ -287,11 +289,11 @@ class WaveNetStepper:
 # --- plain generators, for tests and benchmarks ---------------------------------------------------------
 
 
-def _start(model, n_samples: int, batch: int, temperature, prime, min_p, bias=None
+def _start(model, n_samples: int, batch: int, temperature, prime, min_p, bias=None, pull=None, heard=None
            ) -> tuple[torch.Tensor, Controls, int]:
     """History buffer (B, receptive_field + forced + n) of silence and prime, the sampling controls, forced."""
     device = next(model.parameters()).device
-    c = stream_controls(temperature, min_p, batch, device, bias)
+    c = stream_controls(temperature, min_p, batch, device, bias, pull, heard)
     forced = 0
     if prime is not None:
         prime = torch.as_tensor(prime, dtype=torch.long).to(device)
@@ -307,10 +309,11 @@ def _start(model, n_samples: int, batch: int, temperature, prime, min_p, bias=No
 @torch.no_grad()
 def reference_generate(model, n_samples: int, batch: int = 1, temperature: float | torch.Tensor = 1.0,
                        seed: int = 0, prime: torch.Tensor | None = None,
-                       min_p: float | torch.Tensor = 0.0, bias: torch.Tensor | None = None) -> torch.Tensor:
+                       min_p: float | torch.Tensor = 0.0, bias: torch.Tensor | None = None, pull=None,
+                       heard=None) -> torch.Tensor:
     """(B, n_samples) levels from silence (after `prime` (T,) or (B, T) levels), through `WaveNet.step`."""
     model.eval()
-    seq, c, forced = _start(model, n_samples, batch, temperature, prime, min_p, bias)
+    seq, c, forced = _start(model, n_samples, batch, temperature, prime, min_p, bias, pull, heard)
     lookback = model.receptive_field
     noise = NoiseStream(batch, model.head.noise_width, seed, uniform=model.head.uniform)
     queues = model.initial_queues(seq[:, 1:lookback])  # the silence before the newest input seq[:, lookback - 1]

@@ -51,7 +51,8 @@ int32_t layout(const char* name, int64_t* out, int32_t max) {
     LAYOUT(sl_streams, AT(sl_streams, batch), AT(sl_streams, seq), AT(sl_streams, seq_stride),
            AT(sl_streams, pos), AT(sl_streams, noise), AT(sl_streams, noise_stride),
            AT(sl_streams, temperature), AT(sl_streams, log_floor), AT(sl_streams, tail), AT(sl_streams, bias),
-           AT(sl_streams, logits),
+           AT(sl_streams, pull), AT(sl_streams, echo), AT(sl_streams, amp), AT(sl_streams, decay),
+           AT(sl_streams, cap), AT(sl_streams, logits),
            AT(sl_streams, logits_stride))
     return 0;
 }

@@ -16,22 +16,34 @@ constexpr double LOG_SCALE_MIN = -16.0;  // heads.LOG_SCALE_MIN
 // Scratch of `draw` for B streams: the parameters (B, n_params), the fine input (B, dim) and logits (B, 256).
 inline int64_t work_elements(const sl_head& h, int B) { return (int64_t)B * (h.n_params + h.dim + BYTE); }
 
-// Gumbel-max with temperature t, logit bias c (NULL: none) and floor lf = log(min_p): with
-// v[q] = float32(l[q]) / t + c[q], argmax of v + g over the q with v[q] >= max v + lf, first index on ties
-// (heads.pick).
+// One stream's heard tilt (heads.heard_tilt): pull * min((amp[q] + e)^2, cap), e = decay * echo.
+struct Heard {
+    float pull, e, cap;
+    const float* amp;
+};
+
+// Gumbel-max with temperature t, logit bias c and heard tilt h (NULL: none) and floor lf = log(min_p): with
+// v[q] = float32(l[q]) / t + c[q] + h's term, argmax of v + g over the q with v[q] >= max v + lf, first index
+// on ties (heads.pick). Rounded as torch rounds: the build does not fuse multiplies and adds.
 template <typename T>
-inline float tilted(const T* l, int q, float t, const float* c) {
-    const float v = (float)l[q] / t;
-    return c ? v + c[q] : v;
+inline float tilted(const T* l, int q, float t, const float* c, const Heard* h) {
+    float v = (float)l[q] / t;
+    if (c) v = v + c[q];
+    if (h) {
+        const float d = h->amp[q] + h->e, sq = d * d;
+        v = v + h->pull * (sq < h->cap ? sq : h->cap);
+    }
+    return v;
 }
 
 template <typename T>
-inline int pick(const T* l, int n, float t, float lf, const float* g, const float* c = nullptr) {
+inline int pick(const T* l, int n, float t, float lf, const float* g, const float* c = nullptr,
+                const Heard* h = nullptr) {
     float thr = -INFINITY;
     if (lf != -INFINITY) {
-        float top = tilted(l, 0, t, c);
+        float top = tilted(l, 0, t, c, h);
         for (int q = 1; q < n; q++) {
-            const float v = tilted(l, q, t, c);
+            const float v = tilted(l, q, t, c, h);
             if (v > top) top = v;
         }
         thr = top + lf;
@@ -39,7 +51,7 @@ inline int pick(const T* l, int n, float t, float lf, const float* g, const floa
     int best = -1;
     float bv = -INFINITY;
     for (int q = 0; q < n; q++) {
-        const float v = tilted(l, q, t, c);
+        const float v = tilted(l, q, t, c, h);
         if (v < thr) continue;
         const float w = v + g[q];
         if (best < 0 || w > bv) { bv = w; best = q; }
@@ -86,7 +98,14 @@ void draw(const sl_head& h, const sl_streams& s, int j, const T* z, bool sparse,
         const float t = s.temperature[b], lf = s.log_floor[b];
         int64_t level;
         if (h.kind == SL_SOFTMAX) {
-            level = pick(p, P, t, lf, g, s.bias ? s.bias + (int64_t)b * P : nullptr);
+            const float* c = s.bias ? s.bias + (int64_t)b * P : nullptr;
+            if (s.pull) {
+                const Heard heard{s.pull[b], s.decay * s.echo[b], s.cap, s.amp};
+                level = pick(p, P, t, lf, g, c, &heard);
+                s.echo[b] = s.amp[level] + heard.e;
+            } else {
+                level = pick(p, P, t, lf, g, c);
+            }
         } else if (h.kind == SL_COARSE_FINE) {
             const int c = pick(p, P, t, lf, g);
             const T* e = (const T*)h.coarse_embedding + (int64_t)c * D;

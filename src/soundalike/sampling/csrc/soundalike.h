@@ -108,6 +108,12 @@ typedef struct sl_streams {
     const float* log_floor;    // (batch,): log(min_p), -inf for none
     const float* tail;         // (batch,): the logistic's cut tail, (1 - sqrt(1 - min_p)) / 2
     const float* bias;         // NULL, or (batch, head.levels): added to a softmax head's tempered logits
+    // NULL, or the heard tilt of a softmax head (models/heads.py): (batch,) strengths, (batch,) echoes (each
+    // stream's last sample as heard, updated in place by every draw), (head.levels,) amplitudes
+    const float* pull;
+    float* echo;
+    const float* amp;
+    float decay, cap;          // the echo's decay, the cap of a squared amplitude
     void* logits;           // NULL, or (batch, logits_stride) of T, each (n, head.n_params) from its start
     int64_t logits_stride;
 } sl_streams;
