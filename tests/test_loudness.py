@@ -352,3 +352,23 @@ def test_level_hold_settles_the_mean_energy_of_a_swinging_stream_at_the_level():
     second_minute = np.array(energies[len(energies) // 2:])
     assert abs(10 * np.log10(second_minute.mean()) + 20) < 0.2
     assert np.mean(10 * np.log10(second_minute)) < -23
+
+
+def test_the_hold_is_on_by_default_where_the_model_allows_it():
+    """`--hold-level`'s values: not given, the training data's level for a softmax model whose checkpoint records
+    it, else no hold (no error); "off" none; given a level or "data", errors where the model cannot be held."""
+    from soundalike.loudness import hold_target, parse_hold
+    from soundalike.models.samplernn import SampleRNN
+
+    softmax = SampleRNN(frame_sizes=[4, 2], dim=16, emb_size=8, q_levels=256)
+    sixteen = SampleRNN(frame_sizes=[4, 2], dim=16, emb_size=8, q_levels=65536, output="coarse_fine")
+    recorded, older = {"data_level_db": -17.234}, {}
+    assert parse_hold(None) == "auto" and parse_hold("off") is None and parse_hold("data") == "data"
+    assert hold_target("auto", recorded, softmax, "m.pt") == -17.23
+    assert hold_target("auto", older, softmax, "m.pt") is None
+    assert hold_target("auto", recorded, sixteen, "m.pt") is None
+    assert hold_target(None, recorded, softmax, "m.pt") is None
+    with pytest.raises(UserError, match="coarse_fine head"):
+        hold_target("data", recorded, sixteen, "m.pt")
+    with pytest.raises(UserError, match="does not record"):
+        hold_target("data", older, softmax, "m.pt")

@@ -382,12 +382,21 @@ def test_hold_level_holds_a_primed_render(project):
 def test_hold_level_defaults_to_the_data_level_the_checkpoint_records(project, capsys):
     assert render("--seconds", "0.5", "--hold-level") == 2  # this checkpoint predates the record
     assert "does not record its training data's level" in capsys.readouterr().err
+    assert render("--seconds", "0.5", "--out", "older") == 0  # without the option it renders at its own level
+    assert json.loads((project / "older" / "render.json").read_text())["hold_level"] is None
     ckpt = project / "runs" / "tiny" / "checkpoints" / "best.pt"
     payload = load_checkpoint(ckpt)
     payload["data_level_db"] = -21.5
     save_checkpoint(ckpt, {k: v for k, v in payload.items() if k != "format"})
-    assert render("--seconds", "0.5", "--hold-level", "--out", "held") == 0
+    assert render("--seconds", "0.5", "--seed", "3", "--hold-level", "--out", "held") == 0
     assert json.loads((project / "held" / "render.json").read_text())["hold_level"] == -21.5
+    # without the option: held at that level too (the default), and free with "off"
+    assert render("--seconds", "0.5", "--seed", "3", "--out", "default") == 0
+    assert render("--seconds", "0.5", "--seed", "3", "--hold-level", "off", "--out", "free") == 0
+    assert json.loads((project / "default" / "render.json").read_text())["hold_level"] == -21.5
+    assert json.loads((project / "free" / "render.json").read_text())["hold_level"] is None
+    assert (project / "default" / "track-00.wav").read_bytes() == (project / "held" / "track-00.wav").read_bytes()
+    assert (project / "free" / "track-00.wav").read_bytes() != (project / "held" / "track-00.wav").read_bytes()
     assert render("--seconds", "0.5", "--hold-level", "loud") == 2
     assert "--hold-level: expected a level in dBFS, got 'loud'" in capsys.readouterr().err
     assert render("--seconds", "0.5", "--hold-level", "3") == 2
@@ -402,3 +411,5 @@ def test_hold_level_refuses_a_head_it_cannot_tilt(tmp_path, monkeypatch, capsys)
     monkeypatch.chdir(tmp_path)
     assert render("--seconds", "0.5", "--hold-level", "-20") == 2
     assert "has a coarse_fine head; the level hold tilts a softmax" in capsys.readouterr().err
+    assert render("--seconds", "0.5", "--out", "free") == 0  # by default such a model renders at its own level
+    assert json.loads((tmp_path / "free" / "render.json").read_text())["hold_level"] is None

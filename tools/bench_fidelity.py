@@ -233,6 +233,8 @@ def render_and_measure(name: str, ckpt: Path, data: Path, out: Path, count: int,
         if target is None:
             target = AudioDataset(data, quantizer_of(ck), "train").level_db
         args += ["--hold-level", f"{target:.2f}"]
+    else:  # the model's own level (render holds the data's by default)
+        args += ["--hold-level", "off"]
     t = time.perf_counter()
     soundalike(*args)
     wall = time.perf_counter() - t
@@ -277,7 +279,7 @@ def main() -> None:
     p.add_argument("--sampling", nargs="+", default=["1.0"],
                    help="TEMPERATURE[:MIN_P][@DB][~] settings to render; @DB asks a model with a level input for its "
                         "data's level + DB (`render --level`); ~ holds the tracks at the data's level "
-                        "(`render --hold-level`)")
+                        "(`render --hold-level`; without it: --hold-level off, the model's own level)")
     p.add_argument("--count", type=int, default=4)
     p.add_argument("--seconds", type=float, default=20.0)
     p.add_argument("--data-draws", type=int, default=5,

@@ -89,7 +89,8 @@ def render(names: list[str], args) -> None:
             continue
         procs.append((name, folder, subprocess.Popen(
             [PY, "-m", "soundalike", "render", "--ckpt", str(ckpt), "--count", str(args.count), "--seconds",
-             str(args.seconds), "--seed", "1", "--out", str(folder), "--threads", "1", "--overwrite"], cwd=ROOT,
+             str(args.seconds), "--seed", "1", "--out", str(folder), "--threads", "1", "--overwrite",
+             "--hold-level", "off"], cwd=ROOT,  # the pruned models' own level, as before the hold was the default
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env={**os.environ, "OMP_NUM_THREADS": "1"})))
     for name, folder, p in procs:
         if p.wait():

@@ -275,10 +275,15 @@ def generate(sampler, hold: LevelHold | None, n: int, to_audio: Callable[[np.nda
 
 
 def parse_hold(text: str | None) -> float | str | None:
-    """--hold-level's value: None (off), "data" (the training data's level) or a level in dBFS."""
+    """--hold-level's value: "auto" when not given (the default: the training data's level where the model
+    allows it, else none), None for "off", "data" (the training data's level) or a level in dBFS."""
     from .errors import UserError
 
-    if text is None or text == "data":
+    if text is None:
+        return "auto"
+    if text == "off":
+        return None
+    if text == "data":
         return text
     try:
         level = float(text)
@@ -290,9 +295,13 @@ def parse_hold(text: str | None) -> float | str | None:
 
 def hold_target(asked: float | str | None, ckpt: dict, model: torch.nn.Module, path: object) -> float | None:
     """The level in dBFS streams are held at (None: no hold) for `parse_hold`'s value, checked against the
-    model: a softmax head, and for "data" a checkpoint that records its data's level (`data_level_db`)."""
+    model: a softmax head, and for "data" a checkpoint that records its data's level (`data_level_db`); "auto"
+    is "data" where both hold and no hold elsewhere."""
     from .errors import UserError
 
+    if asked == "auto":
+        known = isinstance(ckpt.get("data_level_db"), (int, float))
+        asked = "data" if known and model.head.kind == "softmax" else None
     if asked is None:
         return None
     if model.head.kind != "softmax":

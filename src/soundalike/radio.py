@@ -66,8 +66,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, help="random seed (default: a new one, shown on the page)")
     p.add_argument("--level", type=float, metavar="DB", help="RMS level in dBFS, for a model with a level input, as in "
                                                              "render (default: its training data's level)")
-    p.add_argument("--hold-level", nargs="?", const="data", metavar="DB",
-                   help="hold the stream's RMS level at DB dBFS (default: the training data's level), as in render")
+    p.add_argument("--hold-level", nargs="?", const="data", metavar="DB|off",
+                   help="hold the stream's RMS level at DB dBFS, as in render (default: the training data's level "
+                        "where the model allows it; off: the model's own level)")
     p.add_argument("--keep-alive", choices=("on", "off"), default="on",
                    help="on (default): temperature walk and restarts from the training data when the last "
                         "minute is stuck, silent or noise; off: a plain render at the (low) temperature")

@@ -71,10 +71,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--level", type=float, metavar="DB",
                    help="RMS level in dBFS to ask of a model trained with a level input (model.level_input, "
                         "experimental; default: its training data's level)")
-    p.add_argument("--hold-level", nargs="?", const="data", metavar="DB",
-                   help="hold each track's RMS level at DB dBFS (default: the training data's level) by tilting "
-                        "the model's distribution toward louder or quieter samples as the track drifts (softmax "
-                        "heads; docs/SAMPLING.md)")
+    p.add_argument("--hold-level", nargs="?", const="data", metavar="DB|off",
+                   help="hold each track's RMS level at DB dBFS by tilting the model's distribution toward louder "
+                        "or quieter samples as the track drifts (softmax heads; docs/SAMPLING.md). Default: the "
+                        "training data's level, where the checkpoint records it and the head is a softmax; "
+                        "off: the model's own level")
     p.add_argument("--seed", type=int, help="random seed (default: a new one, printed and saved in render.json)")
     p.add_argument("--prime", metavar="FILE", help="audio file whose start sets the model's state first")
     p.add_argument("--prime-seconds", type=float, default=4.0, help="seconds of --prime to use (default 4)")
