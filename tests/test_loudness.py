@@ -4,6 +4,7 @@ its folding into biases for sampling, training, `--init-from` and `render --leve
 from __future__ import annotations
 
 import json
+import math
 
 import numpy as np
 import pytest
@@ -319,6 +320,24 @@ def test_level_hold_integrates_the_error_within_its_bounds():
     assert not tilt["bias"].numpy()[2].any() and tilt["pull"].dtype == torch.float32
     np.testing.assert_array_equal(tilt["pull"].numpy(), np.minimum(s, 0).astype(np.float32))
     assert set(hold.controls()) == {"bias"} and np.array_equal(hold.controls()["bias"], hold.bias())
+
+    class Recorder:  # what `start` asks of a sampler
+        def __init__(self):
+            self.calls = []
+
+        def set_heard(self, *args):
+            self.calls.append(("heard", args))
+
+        def set_controls(self, **kw):
+            self.calls.append(("controls", sorted(kw)))
+
+    plain, heard = Recorder(), Recorder()
+    hold.start(plain, np.zeros(4))
+    emphasized.start(heard, np.full(4, 0.2))
+    assert plain.calls == [("controls", ["bias"])]
+    (_, (amp, decay, cap, echo)), controls_set = heard.calls
+    assert decay == 0.85 and cap == math.inf and np.array_equal(amp, amplitudes) and echo[0] == 0.2
+    assert controls_set == ("controls", ["bias", "pull"])  # the heard tilt toward silence has no cap
     with pytest.raises(AssertionError, match="more audio than the hold's block"):
         hold.update(np.zeros((4, hold.due() + 1)))
     for _ in range(1000):  # silence for long: the integral and the strength stop at their bound

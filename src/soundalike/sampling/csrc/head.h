@@ -4,6 +4,7 @@
 #include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <vector>
 
 #include "gemv.h"
 #include "soundalike.h"
@@ -16,29 +17,28 @@ constexpr double LOG_SCALE_MIN = -16.0;  // heads.LOG_SCALE_MIN
 // Scratch of `draw` for B streams: the parameters (B, n_params), the fine input (B, dim) and logits (B, 256).
 inline int64_t work_elements(const sl_head& h, int B) { return (int64_t)B * (h.n_params + h.dim + BYTE); }
 
-// One stream's heard tilt (heads.heard_tilt): pull * min((amp[q] + e)^2, cap), e = decay * echo.
-struct Heard {
-    float pull, e, cap;
-    const float* amp;
-};
+// One stream's heard tilt (heads.heard_tilt) into h (n,): pull * min((amp[q] + e)^2, cap), e = decay * echo.
+inline void heard_tilt(const float* amp, int n, float pull, float e, float cap, float* h) {
+    for (int q = 0; q < n; q++) {
+        const float d = amp[q] + e, sq = d * d;
+        h[q] = pull * (sq < cap ? sq : cap);
+    }
+}
 
 // Gumbel-max with temperature t, logit bias c and heard tilt h (NULL: none) and floor lf = log(min_p): with
-// v[q] = float32(l[q]) / t + c[q] + h's term, argmax of v + g over the q with v[q] >= max v + lf, first index
-// on ties (heads.pick). Rounded as torch rounds: the build does not fuse multiplies and adds.
+// v[q] = float32(l[q]) / t + c[q] + h[q], argmax of v + g over the q with v[q] >= max v + lf, first index on
+// ties (heads.pick). Rounded as torch rounds: the build does not fuse multiplies and adds.
 template <typename T>
-inline float tilted(const T* l, int q, float t, const float* c, const Heard* h) {
+inline float tilted(const T* l, int q, float t, const float* c, const float* h) {
     float v = (float)l[q] / t;
     if (c) v = v + c[q];
-    if (h) {
-        const float d = h->amp[q] + h->e, sq = d * d;
-        v = v + h->pull * (sq < h->cap ? sq : h->cap);
-    }
+    if (h) v = v + h[q];
     return v;
 }
 
 template <typename T>
 inline int pick(const T* l, int n, float t, float lf, const float* g, const float* c = nullptr,
-                const Heard* h = nullptr) {
+                const float* h = nullptr) {
     float thr = -INFINITY;
     if (lf != -INFINITY) {
         float top = tilted(l, 0, t, c, h);
@@ -100,9 +100,12 @@ void draw(const sl_head& h, const sl_streams& s, int j, const T* z, bool sparse,
         if (h.kind == SL_SOFTMAX) {
             const float* c = s.bias ? s.bias + (int64_t)b * P : nullptr;
             if (s.pull) {
-                const Heard heard{s.pull[b], s.decay * s.echo[b], s.cap, s.amp};
-                level = pick(p, P, t, lf, g, c, &heard);
-                s.echo[b] = s.amp[level] + heard.e;
+                thread_local std::vector<float> tilt;  // this stream's heard tilt, one vectorized pass
+                tilt.resize(P);
+                const float e = s.decay * s.echo[b];
+                heard_tilt(s.amp, P, s.pull[b], e, s.cap, tilt.data());
+                level = pick(p, P, t, lf, g, c, tilt.data());
+                s.echo[b] = s.amp[level] + e;
             } else {
                 level = pick(p, P, t, lf, g, c);
             }
