@@ -436,7 +436,8 @@ def _commands_html(g: Group, run_dir: Path) -> str:
     mark = shlex.join(["soundalike", "keep", str(run_dir), str(g.step)])
     keep = ("a favourite: training never prunes its weights" if g.kept else
             f"keep its weights (never pruned): <code>{_esc(mark)}</code>")
-    return (f'<div class="cmd">Render an hour from this checkpoint (on the CPU the tracks begin with these clips): '
+    return (f'<div class="cmd">Render an hour from this checkpoint (on the CPU the tracks begin with these clips; '
+            f'without <code>--hold-level off</code> they are held at the data\'s level instead): '
             f'<code>{_esc(g.command)}</code><br>{keep}</div>')
 
 

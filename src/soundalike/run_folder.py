@@ -163,8 +163,8 @@ def weights_of(run: RunFolder, step: int) -> Path | None:
 
 def hour_command(run: RunFolder, step: int, seconds: float = 3600) -> str | None:
     """The command rendering `seconds` from the weights of `step` with the seed, temperature and number of its
-    preview clips (samples/step-N/sample-NN.json): on the CPU its tracks begin with those clips. None when
-    the weights of that step are gone."""
+    preview clips (samples/step-N/sample-NN.json), at the model's own level as the clips are (no level hold): on
+    the CPU its tracks begin with those clips. None when the weights of that step are gone."""
     ckpt = weights_of(run, step)
     if ckpt is None:
         return None
@@ -181,7 +181,7 @@ def hour_command(run: RunFolder, step: int, seconds: float = 3600) -> str | None
     temps = {m.get("temperature") for m in meta}
     if meta and len(seeds) == 1 and len(temps) == 1 and None not in seeds | temps:
         cmd += ["--count", str(len(meta)), "--seed", str(seeds.pop()), "--temperature", f"{temps.pop():g}"]
-    return shlex.join(cmd)
+    return shlex.join(cmd + ["--hold-level", "off"])
 
 
 def renders_for(ckpt: Path) -> Path:
