@@ -187,8 +187,9 @@ HEARD_CAP = math.inf  # the heard tilt's cap: none
 
 
 class LevelHold:
-    """Closed-loop level control of B streams by a logit bias (above): `update` with each block of audio
-    written, then `bias` for the samples that follow. The level read starts at the level asked, so the hold
+    """Closed-loop level control of B streams by a logit bias and, on an emphasized model, the heard tilt
+    (above): `start` it on a sampler, `update` with each block of audio written, then set `controls` for the
+    samples that follow (`generate` does both). The level read starts at the level asked, so the hold
     acts on what the streams do, not on the silence they start from."""
 
     def __init__(self, level_db: float, batch: int, sample_rate: int, amplitudes: np.ndarray, decay: float = 0.0):
@@ -299,8 +300,8 @@ def parse_hold(text: str | None) -> float | str | None:
 
 def hold_target(asked: float | str | None, ckpt: dict, model: torch.nn.Module, path: object) -> float | None:
     """The level in dBFS streams are held at (None: no hold) for `parse_hold`'s value, checked against the
-    model: a softmax head, and for "data" a checkpoint that records its data's level (`data_level_db`); "auto"
-    is "data" where both hold and no hold elsewhere."""
+    model: a softmax head, and for "data" a checkpoint that records its data's level (`data_level_db`). "auto"
+    (the default) is "data" for a softmax model whose checkpoint records the level, and no hold otherwise."""
     from .errors import UserError
 
     if asked == "auto":
