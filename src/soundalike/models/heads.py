@@ -21,11 +21,11 @@ one's (min-p sampling: `log_floor` = log(min_p), -inf when off). A softmax head'
 steers a render's level with it), and a *heard tilt* `pull * min((amp[q] + decay * echo)^2, cap)`, where `echo`
 is the stream's last sample as heard (the de-emphasized value, unclipped) and `amp` the levels' amplitudes, so
 that amp[q] + decay * echo is what level q would sound as; each draw updates echo to amp[q] + decay * echo (all in
-float32, in this order, unfused); the floor then applies to the tilted distribution. The mixture draws its component that way
-(noise[:K] Gumbel), then a logistic sample mu + exp(log_s) * temperature * logit(u'), where u = noise[K] is
-uniform and u' = tail + (1 - 2 tail) u keeps the part of the logistic whose density is at least min_p times
-its peak (tail = (1 - sqrt(1 - min_p)) / 2: the density relative to the peak is 4 u (1 - u)), computed in
-float64; the level is the nearest grid point, clipped to [0, levels).
+float32, in this order, unfused); the floor then applies to the tilted distribution. The mixture draws its
+component that way (noise[:K] Gumbel), then a logistic sample mu + exp(log_s) * temperature * logit(u'), where
+u = noise[K] is uniform and u' = tail + (1 - 2 tail) u keeps the part of the logistic whose density is at least
+min_p times its peak (tail = (1 - sqrt(1 - min_p)) / 2: the density relative to the peak is 4 u (1 - u)),
+computed in float64; the level is the nearest grid point, clipped to [0, levels).
 
 Inputs: a level is embedded as one row of a table of `levels` rows, or, above BYTE_INPUT_LEVELS levels, as the
 sum of a row for its coarse byte and a row for its fine byte (`input_digits`): 16-bit tables of 65,536 rows per
