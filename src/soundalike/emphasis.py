@@ -106,10 +106,11 @@ def last_output(state: DeemphasisState | None, a: float, batch: int) -> np.ndarr
     """The last sample (batch,) float64 that de-emphasis with `state` put out, unclipped (0 for None: silence)."""
     if state is None:
         return np.zeros(batch)
-    x = np.broadcast_to(state.carry, (batch,)).astype(np.float64)
-    for k in range(state.pending.shape[-1]):
-        x = state.pending[..., k] + a * x
-    return x
+    if not state.pending.shape[-1]:
+        return np.broadcast_to(state.carry, (batch,)).astype(np.float64)
+    # the inputs since the last whole sub-block, again from its carry: their outputs, the last one among them
+    x, _ = Emphasis(a).deemphasize(state.pending, DeemphasisState(state.carry, state.pending[..., :0]))
+    return np.broadcast_to(x[..., -1], (batch,)).astype(np.float64)
 
 
 def encode(audio: np.ndarray, quantizer: Quantizer) -> np.ndarray:
